@@ -1,0 +1,29 @@
+"""workbench: a Jupyter-native workbench for latent Gaussian-process models.
+
+``import workbench as wb`` gives the models, ``wb.load_dataset`` for shipped data, ``wb.load``
+for saved models, and the ``wb.data``/``wb.io`` edges. ipywidgets and matplotlib are imported
+only by ``workbench.widgets`` (lazily, by ``model.explore``).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from workbench import data, errors, inference, io, kernels, models
+from workbench.datasets import list_datasets, load_dataset
+from workbench.models import ExactGP
+from workbench.persistence import load
+
+__all__ = [
+    "ExactGP",
+    "__version__",
+    "data",
+    "errors",
+    "inference",
+    "io",
+    "kernels",
+    "list_datasets",
+    "load",
+    "load_dataset",
+    "models",
+]

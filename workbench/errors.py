@@ -1,0 +1,66 @@
+"""Named exceptions and warnings raised at the edges of workbench.
+
+Every error raised on bad user input is a subclass of :class:`WorkbenchError` and of the builtin
+``ValueError`` or ``TypeError`` it specialises, so ``except ValueError`` keeps working. Messages
+follow the pattern "expected …, got …" and name the offending dim or variable.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CoordinateError",
+    "DTypeError",
+    "DatasetNotFoundError",
+    "DimensionError",
+    "EmptyDataError",
+    "FitDivergedError",
+    "ModelFileError",
+    "ShapeMismatchError",
+    "ValueRangeError",
+    "WorkbenchError",
+    "WorkbenchWarning",
+]
+
+
+class WorkbenchError(Exception):
+    """Base class of every error that workbench raises on purpose."""
+
+
+class DimensionError(WorkbenchError, ValueError):
+    """A required dimension is missing, duplicated or unexpected."""
+
+
+class DTypeError(WorkbenchError, TypeError):
+    """Values or coordinates have a dtype the model cannot use (e.g. strings, objects)."""
+
+
+class CoordinateError(WorkbenchError, ValueError):
+    """A coordinate is non-finite, unsorted or has duplicates where a model needs order."""
+
+
+class EmptyDataError(WorkbenchError, ValueError):
+    """A series has no observed (non-NaN) value, or the input is empty."""
+
+
+class ValueRangeError(WorkbenchError, ValueError):
+    """Values fall outside the support of the likelihood (e.g. negative counts)."""
+
+
+class ShapeMismatchError(WorkbenchError, ValueError):
+    """Two inputs that must agree in dims or sizes do not (e.g. data and ``at``)."""
+
+
+class DatasetNotFoundError(WorkbenchError, ValueError):
+    """``wb.load_dataset`` was given a name that is not shipped."""
+
+
+class ModelFileError(WorkbenchError, ValueError):
+    """A saved model file is truncated, corrupted, foreign or from an unknown format version."""
+
+
+class FitDivergedError(WorkbenchError, RuntimeError):
+    """An optimisation produced non-finite values; the message says what to try."""
+
+
+class WorkbenchWarning(UserWarning):
+    """Warnings about data conventions (float32 input, dropped attrs, fallbacks)."""

@@ -1,0 +1,121 @@
+"""Bridge sample-based outputs to ArviZ (0.23 ``InferenceData`` or 1.x ``DataTree``)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["GROUPS", "samples_to_datatree", "samples_to_inference_data"]
+
+#: ArviZ groups we write; groups holding data carry no (chain, draw) dims.
+GROUPS = (
+    "posterior",
+    "posterior_predictive",
+    "predictions",
+    "log_likelihood",
+    "sample_stats",
+    "observed_data",
+    "constant_data",
+)
+_SAMPLE_DIMS = ("chain", "draw")
+
+
+def samples_to_datatree(
+    groups: Mapping[str, Mapping[str, Any]],
+    *,
+    dims: Mapping[str, Sequence[str]] | None = None,
+    coords: Mapping[str, Any] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.DataTree:
+    """Build an ArviZ-schema ``DataTree`` from arrays.
+
+    Parameters
+    ----------
+    groups : mapping
+        ``{group: {variable: array}}``. Arrays in sample groups have leading
+        ``(chain, draw)`` axes; ``observed_data``/``constant_data`` arrays do not. Values may
+        also be ``xr.DataArray`` (used as they are, plus sample dims if missing).
+    dims : mapping, optional
+        ``{variable: [dim, ...]}`` names of the axes after ``(chain, draw)``.
+    coords : mapping, optional
+        Coordinate values for named dims.
+    attrs : mapping, optional
+        Provenance attributes set on every group.
+
+    Returns
+    -------
+    xr.DataTree
+        Children named after the groups, with ``chain``/``draw`` coordinates.
+    """
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        raise ValueError(f"expected groups among {GROUPS}, got {sorted(unknown)}")
+    dims = dims or {}
+    coords = dict(coords or {})
+    children = {}
+    for group, variables in groups.items():
+        if not variables:
+            continue
+        sampled = group not in ("observed_data", "constant_data")
+        data_vars = {
+            name: _as_dataarray(value, name, dims.get(name), sampled, coords)
+            for name, value in variables.items()
+        }
+        ds = xr.Dataset(data_vars, attrs=dict(attrs or {}))
+        children[group] = xr.DataTree(ds)
+    return xr.DataTree(children=children)
+
+
+def samples_to_inference_data(groups: Mapping[str, Mapping[str, Any]], **kwargs: Any) -> Any:
+    """Like :func:`samples_to_datatree`, returned in the installed ArviZ's container.
+
+    ArviZ ≥ 1 works on ``xr.DataTree`` directly; ArviZ 0.x gets an ``InferenceData``.
+    """
+    tree = samples_to_datatree(groups, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # arviz 0.23 warns about its refactor
+        import arviz as az
+    if int(az.__version__.split(".")[0]) >= 1:
+        return tree
+    return az.InferenceData.from_datatree(tree)
+
+
+def _as_dataarray(
+    value: Any,
+    name: str,
+    var_dims: Sequence[str] | None,
+    sampled: bool,
+    coords: Mapping[str, Any],
+) -> xr.DataArray:
+    if isinstance(value, xr.DataArray):
+        da = value.rename(name)
+    else:
+        array = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+        lead = _SAMPLE_DIMS if sampled else ()
+        n_rest = array.ndim - len(lead)
+        if n_rest < 0:
+            raise ValueError(
+                f"expected variable {name!r} to have leading (chain, draw) axes, got shape "
+                f"{array.shape}"
+            )
+        rest = (
+            list(var_dims) if var_dims is not None else [f"{name}_dim_{i}" for i in range(n_rest)]
+        )
+        if len(rest) != n_rest:
+            raise ValueError(
+                f"expected {n_rest} dim names for variable {name!r} (shape {array.shape}), "
+                f"got {rest}"
+            )
+        all_dims = (*lead, *rest)
+        var_coords = {d: coords[d] for d in all_dims if d in coords}
+        da = xr.DataArray(array, dims=all_dims, coords=var_coords, name=name)
+    if sampled:
+        for d in reversed(_SAMPLE_DIMS):
+            if d not in da.dims:
+                da = da.expand_dims(d)
+        da = da.assign_coords({d: np.arange(da.sizes[d]) for d in _SAMPLE_DIMS})
+    return da

@@ -1,0 +1,10 @@
+"""Models: ``nn.Module`` s that own parameters and call the pure numerics."""
+
+from __future__ import annotations
+
+from workbench.models.base import Model as Model
+from workbench.models.base import ParameterSpec as ParameterSpec
+from workbench.models.base import Posterior as Posterior
+from workbench.models.exact_gp import ExactGP as ExactGP
+
+__all__ = ["ExactGP", "Model", "ParameterSpec", "Posterior"]

@@ -1,0 +1,11 @@
+"""ipywidgets explorers: the only part of workbench that imports ipywidgets and matplotlib."""
+
+from __future__ import annotations
+
+from workbench.widgets.explorer import ModelExplorer as ModelExplorer
+from workbench.widgets.specs import control_for as control_for
+from workbench.widgets.specs import css_class as css_class
+from workbench.widgets.views import plot_posterior as plot_posterior
+from workbench.widgets.views import posterior_png as posterior_png
+
+__all__ = ["ModelExplorer", "control_for", "css_class", "plot_posterior", "posterior_png"]
