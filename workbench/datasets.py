@@ -12,7 +12,7 @@ __all__ = ["data_dir", "list_datasets", "load_dataset"]
 
 
 def data_dir() -> Path:
-    """The folder holding shipped datasets: ``workbench/_data`` in a wheel, ``data/`` in a checkout."""
+    """Folder of shipped datasets: ``workbench/_data`` in a wheel, ``data/`` in a checkout."""
     here = Path(__file__).resolve().parent
     for candidate in (here / "_data", here.parent / "data"):
         if candidate.is_dir():

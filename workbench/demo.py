@@ -69,7 +69,8 @@ def run_demo(
     hp = model.hyperparameters()
     summary = "\n".join(
         [
-            f"workbench demo: ExactGP on monthly Mauna Loa CO2 ({int(data.notnull().sum())} months)",
+            f"workbench demo: ExactGP on monthly Mauna Loa CO2 "
+            f"({int(data.notnull().sum())} months)",
             f"  log marginal likelihood: {model.log_marginal_likelihood(data):.2f}",
             f"  seasonal period: {hp['kernel.kernels.1.base_kernel.kernels.0.period_length']:.4f} "
             f"years, noise sd: {hp['noise'] ** 0.5:.3f} ppm",

@@ -124,12 +124,19 @@ def _parse_header(data: bytes, path: Any) -> tuple[dict[str, Any], bytes]:
         raise ModelFileError(
             f"expected a JSON header in {path}, got a truncated or corrupted header"
         ) from err
+    if not isinstance(header, dict) or header.get("format") != "workbench-model":
+        raise ModelFileError(
+            f"expected a workbench-model JSON header in {path}, got a corrupted or foreign header"
+        )
     version = header.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ModelFileError(
             f"expected format_version <= {FORMAT_VERSION} in {path}, got {version!r} "
             f"(saved by workbench {header.get('workbench_version')}; upgrade workbench)"
         )
+    missing = sorted({"model_class", "config", "payload_bytes", "payload_sha256"} - set(header))
+    if missing:
+        raise ModelFileError(f"expected header keys {missing} in {path}, got a corrupted header")
     payload = data[start + n :]
     if len(payload) != header["payload_bytes"]:
         raise ModelFileError(

@@ -154,7 +154,7 @@ def _check_values(values: np.ndarray, mask: np.ndarray, support: str, label: str
     if bad.any():
         raise ValueRangeError(
             f"expected {_SUPPORT_TEXT[support]} in {label} for this likelihood, got "
-            f"{int(bad.sum())} value(s) outside, e.g. {observed[bad][0]!r}"
+            f"{int(bad.sum())} value(s) outside, e.g. {observed[bad][0].item()!r}"
         )
 
 
@@ -192,4 +192,8 @@ def _check_each_series_observed(
 
 
 def _coord_value(da: xr.DataArray, d: Hashable, i: int) -> object:
-    return da[d].values[i].item() if d in da.coords else i
+    if d not in da.coords:
+        return int(i)
+    value = da[d].values[i]
+    # datetime64[ns].item() is an int of nanoseconds; show the date instead
+    return str(value) if isinstance(value, np.datetime64) else value.item()

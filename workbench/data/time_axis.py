@@ -23,6 +23,10 @@ TIME_UNITS: dict[str, float] = {
     "Y": 365.25 * 86400.0,
 }
 
+# Exact nanoseconds per unit (all exactly representable as float64): dividing by these keeps whole
+# units exact (e.g. 60 days -> 60.0, not 60.00000000000001) and round trips at ns resolution.
+_NS_PER_UNIT: dict[str, float] = {u: float(round(s * 1e9)) for u, s in TIME_UNITS.items()}
+
 
 @dataclass(frozen=True)
 class TimeAxis:
@@ -89,7 +93,7 @@ class TimeAxis:
                 raise CoordinateError(f"expected finite datetimes in {dim!r}, got NaT values")
             origin = np.datetime64(self.origin, "ns")
             delta = (values.astype("datetime64[ns]") - origin).astype(np.int64)
-            out = delta.astype(np.float64) * (1e-9 / TIME_UNITS[self.unit])
+            out = delta.astype(np.float64) / _NS_PER_UNIT[self.unit]
         else:
             if not np.issubdtype(values.dtype, np.number) or np.issubdtype(
                 values.dtype, np.complexfloating
@@ -110,7 +114,7 @@ class TimeAxis:
         x = np.asarray(x, dtype=np.float64)
         if not self.is_datetime:
             return x
-        ns = np.rint(x * (TIME_UNITS[self.unit] * 1e9)).astype(np.int64)
+        ns = np.rint(x * _NS_PER_UNIT[self.unit]).astype(np.int64)
         return np.datetime64(self.origin, "ns") + ns.astype("timedelta64[ns]")
 
     def to_attrs(self) -> dict[str, str]:

@@ -65,6 +65,8 @@ def samples_to_datatree(
             name: _as_dataarray(value, name, dims.get(name), sampled, coords)
             for name, value in variables.items()
         }
+        if sampled:
+            _check_sample_sizes(group, data_vars)
         ds = xr.Dataset(data_vars, attrs=dict(attrs or {}))
         children[group] = xr.DataTree(ds)
     return xr.DataTree(children=children)
@@ -82,6 +84,16 @@ def samples_to_inference_data(groups: Mapping[str, Mapping[str, Any]], **kwargs:
     if int(az.__version__.split(".")[0]) >= 1:
         return tree
     return az.InferenceData.from_datatree(tree)
+
+
+def _check_sample_sizes(group: str, data_vars: Mapping[str, xr.DataArray]) -> None:
+    # xr.Dataset would outer-join differing chain/draw indexes and pad with NaN silently
+    sizes = {name: tuple(da.sizes[d] for d in _SAMPLE_DIMS) for name, da in data_vars.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(
+            f"expected the same (chain, draw) sizes for every variable in group {group!r}, "
+            f"got {sizes}"
+        )
 
 
 def _as_dataarray(

@@ -6,6 +6,7 @@ values are not part of it: they travel in the model's ``state_dict``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gpytorch
@@ -57,10 +58,16 @@ def kernel_to_spec(kernel: Kernel) -> dict[str, Any]:
     elif name in ("AdditiveKernel", "ProductKernel"):
         spec["children"] = [kernel_to_spec(k) for k in kernel.kernels]
     spec["constraints"] = {
-        n: [type(c).__name__, float(c.lower_bound), float(c.upper_bound)]
+        n: [type(c).__name__, _bound(c.lower_bound), _bound(c.upper_bound)]
         for n, c in kernel._constraints.items()
     }
     return spec
+
+
+def _bound(value: Any) -> float | None:
+    # Strict JSON has no Infinity: an unbounded side is null (the constraint type implies it).
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def kernel_from_spec(spec: dict[str, Any]) -> Kernel:
@@ -74,7 +81,7 @@ def kernel_from_spec(spec: dict[str, Any]) -> Kernel:
         kernel = cls(*children, **args)
         for param_constraint, (cname, low, high) in spec.get("constraints", {}).items():
             _restore_constraint(kernel, param_constraint, cname, low, high)
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
         raise ModelFileError(f"expected a valid kernel spec, got {spec!r} ({err})") from err
     return kernel
 
@@ -83,7 +90,7 @@ def _args(kernel: Kernel, name: str) -> dict[str, Any]:
     if hasattr(kernel, "get_config"):
         return kernel.get_config()
     args: dict[str, Any] = {}
-    if list(kernel.batch_shape):
+    if list(kernel.batch_shape) and name not in ("AdditiveKernel", "ProductKernel"):
         args["batch_shape"] = list(kernel.batch_shape)
     if getattr(kernel, "ard_num_dims", None) is not None and name in _LEAF_ARGS:
         args["ard_num_dims"] = kernel.ard_num_dims
@@ -94,7 +101,9 @@ def _args(kernel: Kernel, name: str) -> dict[str, Any]:
     return args
 
 
-def _restore_constraint(kernel: Kernel, key: str, cname: str, low: float, high: float) -> None:
+def _restore_constraint(
+    kernel: Kernel, key: str, cname: str, low: float | None, high: float | None
+) -> None:
     current = kernel._constraints[key]
     if type(current).__name__ == cname:
         return

@@ -88,12 +88,22 @@ class Model(torch.nn.Module):
         raise KeyError(f"expected one of {sorted(self.hyperparameters())}, got {name!r}")
 
     def parameter_specs(self) -> list[ParameterSpec]:
-        """Controls for explorers: a log-scale range of ×/÷ 100 around positive scalars."""
+        """Controls for explorers, one per scalar hyper-parameter.
+
+        Positive (constrained) values get a log-scale range of ×/÷ 100; unconstrained ones a
+        linear range of ±10 (|value| + 1) around the current value.
+        """
         specs = []
+        constrained = {name: c is not None for name, _, c in self._constrained()}
         for name, value in self.hyperparameters().items():
-            if isinstance(value, float) and value > 0 and math.isfinite(value):
-                label = name.replace("base_kernel.", "").replace("kernels.", "k")
+            if not isinstance(value, float) or not math.isfinite(value):
+                continue
+            label = name.replace("base_kernel.", "").replace("kernels.", "k")
+            if constrained[name] and value > 0:
                 specs.append(ParameterSpec(name, value / 100.0, value * 100.0, True, label))
+            else:
+                half = 10.0 * (abs(value) + 1.0)
+                specs.append(ParameterSpec(name, value - half, value + half, False, label))
         return specs
 
     # -- Jupyter -------------------------------------------------------------------------------

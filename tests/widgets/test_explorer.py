@@ -1,0 +1,76 @@
+"""Headless tests of the explorer: state (Image/HTML values, model attributes), not outputs."""
+
+from __future__ import annotations
+
+import gpytorch
+import numpy as np
+import pytest
+import xarray as xr
+
+import workbench as wb
+from workbench.widgets import ModelExplorer, control_for, css_class
+
+
+def _data() -> xr.DataArray:
+    x = np.linspace(0, 6, 30)
+    da = xr.DataArray(np.sin(x) + 0.1 * np.cos(7 * x), dims="time", coords={"time": x},
+                      name="v", attrs={"long_name": "voltage", "units": "mV"})
+    return da
+
+
+def _explorer() -> ModelExplorer:
+    kernel = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel())
+    return wb.ExactGP(kernel, noise=0.05).explore(_data(), fit_steps=3)
+
+
+def test_explorer_renders_figure_score_and_controls():
+    ex = _explorer()
+    assert ex.figure.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "log marginal likelihood" in ex.score.value
+    assert set(ex.controls) == {"noise", "mean", "kernel.outputscale",
+                                "kernel.base_kernel.lengthscale"}
+    assert "wb-kernel-base-kernel-lengthscale" in ex.controls[
+        "kernel.base_kernel.lengthscale"]._dom_classes
+    assert all(not c.continuous_update for c in ex.controls.values())
+    assert repr(ex) == repr(_explorer())
+
+
+def test_moving_a_slider_updates_model_figure_and_score():
+    ex = _explorer()
+    image, score = ex.figure.value, ex.score.value
+    ex.controls["kernel.base_kernel.lengthscale"].value = 0.05
+    assert ex.model.hyperparameters()["kernel.base_kernel.lengthscale"] == pytest.approx(0.05)
+    assert ex.figure.value != image and ex.score.value != score
+
+
+def test_fit_button_runs_fit_completes_progress_and_syncs_sliders():
+    ex = _explorer()
+    before = ex.model.log_marginal_likelihood(ex.data)
+    ex.fit_button.click()
+    assert ex.progress.value == ex.progress.max == 3
+    assert ex.model.log_marginal_likelihood(ex.data) > before
+    noise = ex.model.hyperparameters()["noise"]
+    assert ex.controls["noise"].value == pytest.approx(noise, rel=1e-6)
+    assert not ex.fit_button.disabled and ex.status.value == ""
+
+
+def test_update_sets_several_values_and_saved_model_keeps_them(tmp_path):
+    ex = _explorer()
+    ex.update(noise=0.2, mean=0.5)
+    assert ex.controls["noise"].value == pytest.approx(0.2)
+    ex.model.save(tmp_path / "m.wbm")
+    assert wb.load(tmp_path / "m.wbm").hyperparameters()["noise"] == pytest.approx(0.2)
+
+
+def test_errors_are_shown_in_the_widget():
+    ex = _explorer()
+    ex.data = ex.data.rename(time="t")  # the model can no longer find its dim
+    ex.refresh()
+    assert "error" in ex.status.value and "DimensionError" in ex.status.value
+
+
+def test_control_for_linear_spec():
+    spec = wb.models.ParameterSpec("kernel.alpha", 0.0, 2.0, False, "alpha")
+    slider = control_for(spec, 1.0)
+    assert (slider.min, slider.max, slider.value) == (0.0, 2.0, 1.0)
+    assert css_class("kernel.alpha") in slider._dom_classes
