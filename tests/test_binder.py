@@ -64,7 +64,9 @@ def test_binder_torch_is_the_ci_cpu_torch():
 
 def test_requirements_keep_the_cached_layer_and_postbuild_installs_the_package():
     lines = (ROOT / "binder" / "requirements.txt").read_text().splitlines()
-    local = [ln for ln in lines if ln.strip() in {".", "-e ."} or ln.startswith(("-r", "-c", "file:"))]
+    local = [
+        ln for ln in lines if ln.strip() in {".", "-e ."} or ln.startswith(("-r", "-c", "file:"))
+    ]
     assert local == []
     assert any(ln.startswith("--extra-index-url") for ln in lines)
     post = (ROOT / "binder" / "postBuild").read_text()

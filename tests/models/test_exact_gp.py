@@ -23,14 +23,16 @@ def _series(n: int = 40, seed: int = 0) -> xr.DataArray:
     x = np.sort(rng.uniform(0, 6, n))
     y = np.sin(x) + 0.2 * rng.standard_normal(n) + 3.0
     y[[3, 17, 30]] = np.nan
-    return xr.DataArray(y, dims="time", coords={"time": x}, name="y",
-                        attrs={"long_name": "signal", "units": "mV"})
+    return xr.DataArray(
+        y, dims="time", coords={"time": x}, name="y", attrs={"long_name": "signal", "units": "mV"}
+    )
 
 
 class _GPyTorchOracle(gpytorch.models.ExactGP):
     def __init__(self, x, y, kernel, mean, noise):
         lik = gpytorch.likelihoods.GaussianLikelihood(
-            noise_constraint=gpytorch.constraints.GreaterThan(1e-8)).double()
+            noise_constraint=gpytorch.constraints.GreaterThan(1e-8)
+        ).double()
         super().__init__(x, y, lik)
         self.mean_module = gpytorch.means.ConstantMean().double()
         self.mean_module.constant = torch.tensor(mean, dtype=torch.float64)
@@ -64,8 +66,11 @@ def test_posterior_equals_gpytorch_at_new_inputs():
     ds = model.posterior(da, at=at)
     oracle, _, _ = _oracle(model, da)
     oracle.eval()
-    with torch.no_grad(), gpytorch.settings.max_cholesky_size(10_000), \
-            gpytorch.settings.fast_pred_var(False):
+    with (
+        torch.no_grad(),
+        gpytorch.settings.max_cholesky_size(10_000),
+        gpytorch.settings.fast_pred_var(False),
+    ):
         f = oracle(torch.from_numpy(at))
     np.testing.assert_allclose(ds["mean"].values, f.mean.numpy(), rtol=0, atol=1e-9)
     np.testing.assert_allclose(ds["variance"].values, f.variance.numpy(), rtol=0, atol=1e-9)
@@ -105,8 +110,9 @@ def test_datetime_coordinates_use_the_fitted_axis():
     numeric.fit(da, steps=2, progress=False)
     dated.fit(dt, steps=2, progress=False)
     assert dated.axis.unit == "D"
-    np.testing.assert_allclose(dated.posterior(dt)["mean"], numeric.posterior(da)["mean"],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        dated.posterior(dt)["mean"], numeric.posterior(da)["mean"], atol=1e-6
+    )
     with pytest.raises(DTypeError, match="time"):
         dated.posterior(da)
 

@@ -13,8 +13,13 @@ from workbench.widgets import ModelExplorer, control_for, css_class
 
 def _data() -> xr.DataArray:
     x = np.linspace(0, 6, 30)
-    da = xr.DataArray(np.sin(x) + 0.1 * np.cos(7 * x), dims="time", coords={"time": x},
-                      name="v", attrs={"long_name": "voltage", "units": "mV"})
+    da = xr.DataArray(
+        np.sin(x) + 0.1 * np.cos(7 * x),
+        dims="time",
+        coords={"time": x},
+        name="v",
+        attrs={"long_name": "voltage", "units": "mV"},
+    )
     return da
 
 
@@ -27,10 +32,16 @@ def test_explorer_renders_figure_score_and_controls():
     ex = _explorer()
     assert ex.figure.value[:8] == b"\x89PNG\r\n\x1a\n"
     assert "log marginal likelihood" in ex.score.value
-    assert set(ex.controls) == {"noise", "mean", "kernel.outputscale",
-                                "kernel.base_kernel.lengthscale"}
-    assert "wb-kernel-base-kernel-lengthscale" in ex.controls[
-        "kernel.base_kernel.lengthscale"]._dom_classes
+    assert set(ex.controls) == {
+        "noise",
+        "mean",
+        "kernel.outputscale",
+        "kernel.base_kernel.lengthscale",
+    }
+    assert (
+        "wb-kernel-base-kernel-lengthscale"
+        in ex.controls["kernel.base_kernel.lengthscale"]._dom_classes
+    )
     assert all(not c.continuous_update for c in ex.controls.values())
     assert repr(ex) == repr(_explorer())
 

@@ -10,7 +10,7 @@ import torch
 import xarray as xr
 
 from workbench.data.observations import Observations
-from workbench.data.time_axis import TimeAxis
+from workbench.data.time_axis import TIME_UNITS, TimeAxis
 from workbench.errors import (
     CoordinateError,
     DimensionError,
@@ -85,8 +85,15 @@ def from_dataarray(
     label = _label(da)
     if dim not in da.dims:
         raise DimensionError(f"expected dim {dim!r} in {label}, got dims {tuple(da.dims)}")
-    if da.sizes[dim] == 0:
-        raise EmptyDataError(f"expected at least one entry along dim {dim!r} of {label}, got 0")
+    empty = [str(d) for d in da.dims if da.sizes[d] == 0]
+    if empty:
+        raise EmptyDataError(
+            f"expected at least one entry along dim {empty[0]!r} of {label}, got 0"
+        )
+    if time_unit not in TIME_UNITS:
+        raise CoordinateError(
+            f"expected time_unit in {sorted(TIME_UNITS)}, got {time_unit!r} for dim {dim!r}"
+        )
     values = _float_values(da, label)
     coord = da[dim].values if dim in da.coords else np.arange(da.sizes[dim], dtype=np.float64)
     axis = axis or TimeAxis.infer(coord, dim=dim, unit=time_unit)

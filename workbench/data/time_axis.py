@@ -28,6 +28,15 @@ TIME_UNITS: dict[str, float] = {
 _NS_PER_UNIT: dict[str, float] = {u: float(round(s * 1e9)) for u, s in TIME_UNITS.items()}
 
 
+def _is_real_number(dtype: np.dtype) -> bool:
+    # numpy counts timedelta64 as an integer type; its unit would be silently dropped
+    return (
+        np.issubdtype(dtype, np.number)
+        and not np.issubdtype(dtype, np.complexfloating)
+        and not np.issubdtype(dtype, np.timedelta64)
+    )
+
+
 @dataclass(frozen=True)
 class TimeAxis:
     """How coordinate values along one dim map to the float axis the models see.
@@ -66,9 +75,7 @@ class TimeAxis:
                 )
             origin = np.datetime_as_string(values.min().astype("datetime64[ns]"), unit="ns")
             return cls(kind="datetime", unit=unit, origin=origin)
-        if np.issubdtype(values.dtype, np.number) and not np.issubdtype(
-            values.dtype, np.complexfloating
-        ):
+        if _is_real_number(values.dtype):
             return cls(kind="numeric")
         raise DTypeError(
             f"expected a numeric or datetime64 coordinate for dim {dim!r}, got dtype {values.dtype}"
@@ -95,9 +102,7 @@ class TimeAxis:
             delta = (values.astype("datetime64[ns]") - origin).astype(np.int64)
             out = delta.astype(np.float64) / _NS_PER_UNIT[self.unit]
         else:
-            if not np.issubdtype(values.dtype, np.number) or np.issubdtype(
-                values.dtype, np.complexfloating
-            ):
+            if not _is_real_number(values.dtype):
                 raise DTypeError(
                     f"expected a numeric coordinate for dim {dim!r}, got dtype {values.dtype}"
                 )

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 __all__ = ["cf_attrs", "make_attrs"]
 
 
@@ -39,10 +41,19 @@ def make_attrs(
     if hyperparameters is not None:
         attrs["hyperparameters"] = json.dumps(dict(hyperparameters), sort_keys=True)
     for key, value in extra.items():
-        if value is None:
-            continue
-        attrs[key] = int(value) if isinstance(value, bool) else value
+        if value is not None:
+            attrs[key] = _serialisable(value)
     return attrs
+
+
+def _serialisable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, Mapping):
+        return json.dumps(dict(value), sort_keys=True, default=str)
+    return value
 
 
 def cf_attrs(source: Mapping[str, Any], role: str) -> dict[str, Any]:

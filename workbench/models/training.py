@@ -1,4 +1,4 @@
-"""A shared optimisation loop: Adam, progress bar, divergence detection with rollback."""
+"""A shared optimisation loop: Adam or L-BFGS, progress bar, rollback and restart on divergence."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import torch
 from workbench.errors import FitDivergedError
 from workbench.progress import progress_bar
 
-__all__ = ["optimize"]
+__all__ = ["MAX_RESTARTS", "optimize"]
+
+MAX_RESTARTS = 3
 
 
 def optimize(
@@ -50,29 +52,32 @@ def optimize(
     Raises
     ------
     FitDivergedError
-        The loss or a parameter became non-finite; parameters are restored to the last finite
-        state before raising.
+        The loss or a parameter stayed non-finite (or a factorisation kept failing) through
+        ``MAX_RESTARTS`` restarts; parameters are restored to the last finite state first.
+
+    Notes
+    -----
+    A step that yields a non-finite loss or parameter, or a ``LinAlgError`` (e.g. an L-BFGS
+    line search probing an extreme lengthscale), is undone: parameters return to the last finite
+    state and the optimiser restarts with a 10x smaller learning rate.
     """
     if steps < 0:
         raise ValueError(f"expected steps >= 0, got {steps}")
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = _optimizer(method, params, lr)
     losses: list[float] = []
-    good_state = _snapshot(module)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = loss_fn()
-        if not torch.isfinite(loss):
-            _diverged(module, good_state, len(losses), "the loss is not finite")
-        loss.backward()
-        return loss
-
+    good_state, restarts = _snapshot(module), 0
     with progress_bar(steps, desc, progress) as bar:
         for step in range(steps):
-            value = float(optimizer.step(closure).detach())
-            if not all(torch.isfinite(p).all() for p in params):
-                _diverged(module, good_state, step, "a parameter is not finite")
+            try:
+                value = _step(optimizer, params, loss_fn)
+            except _NonFinite as err:
+                module.load_state_dict(good_state)
+                restarts += 1
+                if restarts > MAX_RESTARTS:
+                    _diverged(step, restarts - 1, str(err))
+                optimizer = _optimizer(method, params, lr * 0.1**restarts)
+                continue
             good_state = _snapshot(module)
             losses.append(value)
             bar.update(1)
@@ -80,6 +85,32 @@ def optimize(
             if callback is not None:
                 callback(step, value)
     return losses
+
+
+class _NonFinite(Exception):
+    """A step produced a non-finite loss or parameter, or a failed factorisation."""
+
+
+def _step(
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.Tensor],
+    loss_fn: Callable[[], torch.Tensor],
+) -> float:
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        try:
+            loss = loss_fn()
+        except torch.linalg.LinAlgError as err:
+            raise _NonFinite(f"a factorisation failed: {err}") from err
+        if not torch.isfinite(loss):
+            raise _NonFinite("the loss is not finite")
+        loss.backward()
+        return loss
+
+    value = float(optimizer.step(closure).detach())
+    if not all(torch.isfinite(p).all() for p in params):
+        raise _NonFinite("a parameter is not finite")
+    return value
 
 
 def _optimizer(method: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
@@ -90,10 +121,10 @@ def _optimizer(method: str, params: list[torch.Tensor], lr: float) -> torch.opti
     raise ValueError(f"expected method in ('adam', 'lbfgs'), got {method!r}")
 
 
-def _diverged(module: torch.nn.Module, state: dict, step: int, what: str) -> None:
-    module.load_state_dict(state)
+def _diverged(step: int, restarts: int, what: str) -> None:
     raise FitDivergedError(
-        f"expected a finite optimisation, got divergence at step {step} ({what}); parameters were "
+        f"expected a finite optimisation, got divergence at step {step} ({what}) after "
+        f"{restarts} restarts from the last finite state with 10x smaller steps; parameters were "
         "restored to the last finite values. Try a smaller `lr`, rescaling the data, or initial "
         "hyper-parameters closer to the data's scales"
     )
