@@ -9,13 +9,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from workbench import data, errors, inference, io, kernels, models
+from workbench import data, errors, inference, io, kernels, models, ssm
 from workbench.datasets import list_datasets, load_dataset
-from workbench.models import ExactGP
+from workbench.models import ExactGP, MarkovGP
 from workbench.persistence import load
 
 __all__ = [
     "ExactGP",
+    "MarkovGP",
     "__version__",
     "data",
     "errors",
@@ -26,4 +27,5 @@ __all__ = [
     "load",
     "load_dataset",
     "models",
+    "ssm",
 ]

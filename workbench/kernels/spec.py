@@ -32,9 +32,15 @@ _KERNELS: dict[str, type[Kernel]] = {
 }
 
 
+def _type_name(cls: type) -> str:
+    # workbench's own kernels are prefixed: its MaternKernel is not GPyTorch's MaternKernel
+    prefix = "workbench." if cls.__module__.startswith("workbench.") else ""
+    return prefix + cls.__name__
+
+
 def register_kernel(cls: type[Kernel]) -> type[Kernel]:
     """Class decorator: let specs name ``cls`` (it must define ``get_config()``)."""
-    _KERNELS[cls.__name__] = cls
+    _KERNELS[_type_name(cls)] = cls
     return cls
 
 
@@ -46,7 +52,7 @@ def kernel_to_spec(kernel: Kernel) -> dict[str, Any]:
     TypeError
         For kernel classes workbench cannot rebuild (save would not round-trip).
     """
-    name = type(kernel).__name__
+    name = _type_name(type(kernel))
     if _KERNELS.get(name) is not type(kernel):
         raise TypeError(
             f"expected a kernel built from {sorted(_KERNELS)}, got {name}; "
@@ -55,7 +61,7 @@ def kernel_to_spec(kernel: Kernel) -> dict[str, Any]:
     spec: dict[str, Any] = {"type": name, "args": _args(kernel, name)}
     if name == "ScaleKernel":
         spec["children"] = [kernel_to_spec(kernel.base_kernel)]
-    elif name in ("AdditiveKernel", "ProductKernel"):
+    elif isinstance(getattr(kernel, "kernels", None), torch.nn.ModuleList):
         spec["children"] = [kernel_to_spec(k) for k in kernel.kernels]
     spec["constraints"] = {
         n: [type(c).__name__, _bound(c.lower_bound), _bound(c.upper_bound)]

@@ -6,5 +6,7 @@ from workbench.models.base import Model as Model
 from workbench.models.base import ParameterSpec as ParameterSpec
 from workbench.models.base import Posterior as Posterior
 from workbench.models.exact_gp import ExactGP as ExactGP
+from workbench.models.gp_regression import GPRegression as GPRegression
+from workbench.models.markov_gp import MarkovGP as MarkovGP
 
-__all__ = ["ExactGP", "Model", "ParameterSpec", "Posterior"]
+__all__ = ["ExactGP", "GPRegression", "MarkovGP", "Model", "ParameterSpec", "Posterior"]

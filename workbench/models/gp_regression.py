@@ -1,0 +1,179 @@
+"""Shared base of Gaussian-likelihood GP regression models (dense and state-space)."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import gpytorch
+import torch
+import xarray as xr
+from gpytorch.kernels import Kernel
+
+from workbench.data import Observations, TimeAxis, from_dataarray, resolve_at
+from workbench.errors import DTypeError
+from workbench.io import make_attrs, predictive_to_dataset
+from workbench.kernels import kernel_from_spec, kernel_to_spec
+from workbench.models.base import Model, Posterior
+from workbench.models.training import optimize
+
+__all__ = ["GPRegression"]
+
+
+class GPRegression(Model):
+    r"""Base of GP regression models with a Gaussian likelihood on one labelled dim.
+
+    Subclasses supply the numerics (:meth:`_log_marginals`, :meth:`predict_moments`); this class
+    owns the parameters (kernel, noise :math:`\sigma^2`, constant mean :math:`c`), the xarray
+    edges, fitting, persistence and reprs.
+    """
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        likelihood: str = "gaussian",
+        *,
+        noise: float = 0.1,
+        mean: float = 0.0,
+        time_unit: str = "D",
+        axis: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(kernel, Kernel):
+            raise TypeError(f"expected a gpytorch Kernel, got {type(kernel).__name__}")
+        if likelihood != "gaussian":
+            raise ValueError(f"expected likelihood='gaussian' for ExactGP, got {likelihood!r}")
+        if not noise > 0:
+            raise ValueError(f"expected noise > 0, got {noise}")
+        self.kernel = kernel
+        self.likelihood = likelihood
+        self.time_unit = time_unit
+        self.axis = TimeAxis(**axis) if axis is not None else None
+        self.raw_noise = torch.nn.Parameter(torch.zeros(()))
+        self.raw_noise_constraint = gpytorch.constraints.GreaterThan(1e-8)
+        self.mean = torch.nn.Parameter(torch.tensor(float(mean)))
+        self.double()
+        self.set_hyperparameter("noise", noise)
+
+    @property
+    def noise(self) -> torch.Tensor:
+        return self.raw_noise_constraint.transform(self.raw_noise)
+
+    def get_config(self) -> dict[str, Any]:
+        config = {
+            "kernel": kernel_to_spec(self.kernel),
+            "likelihood": self.likelihood,
+            "time_unit": self.time_unit,
+        }
+        if self.axis is not None:
+            config["axis"] = {
+                "kind": self.axis.kind,
+                "unit": self.axis.unit,
+                "origin": self.axis.origin,
+            }
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> GPRegression:
+        return cls(
+            kernel_from_spec(config["kernel"]),
+            config["likelihood"],
+            time_unit=config["time_unit"],
+            axis=config.get("axis"),
+        )
+
+    # -- data ----------------------------------------------------------------------------------
+    def _observe(self, da: xr.DataArray, dim: str) -> Observations:
+        obs = from_dataarray(da, dim, time_unit=self.time_unit, axis=self.axis)
+        if self.axis is not None and self.axis.kind != obs.axis.kind:
+            raise DTypeError(
+                f"expected {self.axis.kind} coordinates for dim {dim!r} as at fit time, got "
+                f"{obs.axis.kind}"
+            )
+        return obs
+
+    def _log_marginals(self, obs: Observations) -> torch.Tensor:
+        """Exact log marginal likelihood of every series, shape ``obs.batch_shape``."""
+        raise NotImplementedError
+
+    def predict_moments(self, obs: Observations, x_new: torch.Tensor) -> Posterior:
+        """Latent posterior moments at ``x_new`` (shape (T_new,)) for every series of ``obs``."""
+        raise NotImplementedError
+
+    # -- public API ----------------------------------------------------------------------------
+    def fit(
+        self,
+        da: xr.DataArray,
+        dim: str = "time",
+        *,
+        steps: int = 50,
+        lr: float | None = None,
+        method: str = "lbfgs",
+        learn_hyperparameters: bool = True,
+        progress: bool | None = None,
+        callback: Any = None,
+    ) -> Self:
+        """Maximise the exact log marginal likelihood over the hyper-parameters.
+
+        The loss is the negative log marginal likelihood per observed value, minimised by
+        ``method`` ("lbfgs", default, or "adam") for ``steps`` iterations; ``lr`` defaults to 1
+        for L-BFGS and 0.01 for Adam. On the first fit the constant mean starts at the observed
+        mean. Returns ``self``.
+        """
+        obs = self._observe(da, dim)
+        if self.axis is None:
+            with torch.no_grad():
+                self.mean.copy_(obs.y[obs.mask].mean())
+            self.axis = obs.axis
+        if learn_hyperparameters:
+            n = obs.n_observed
+            self.fit_losses = optimize(
+                self,
+                lambda: -self._log_marginals(obs).sum() / n,
+                steps=steps,
+                lr=lr if lr is not None else (1.0 if method == "lbfgs" else 0.01),
+                method=method,
+                progress=progress,
+                desc=type(self).__name__,
+                callback=callback,
+            )
+        return self
+
+    def log_marginal_likelihood(self, da: xr.DataArray, dim: str = "time") -> float | xr.DataArray:
+        """Exact :math:`\\log p(y)` per series: a float, or a DataArray over the batch dims."""
+        obs = self._observe(da, dim)
+        with torch.no_grad():
+            values = self._log_marginals(obs).cpu().numpy()
+        if not obs.batch_dims:
+            return float(values)
+        template = obs.template.isel({dim: 0}, drop=True).rename("log_marginal_likelihood")
+        return template.copy(
+            data=values.transpose([obs.batch_dims.index(str(d)) for d in template.dims])
+        )
+
+    def posterior(
+        self,
+        da: xr.DataArray,
+        dim: str = "time",
+        at: Any = None,
+        *,
+        ci_prob: float = 0.95,
+        observation_noise: bool = False,
+    ) -> xr.Dataset:
+        """Posterior of the latent function given ``da``, at its coordinates or at ``at``.
+
+        ``observation_noise=True`` adds :math:`\\sigma^2` (predictive of new observations).
+        Returns a Dataset with ``mean``, ``variance``, ``lower``, ``upper`` along ``dim``.
+        """
+        obs = self._observe(da, dim)
+        x_new, coords = resolve_at(obs, at)
+        post = self.predict_moments(obs, x_new)
+        variance = post.variance + (self.noise.detach() if observation_noise else 0.0)
+        attrs = make_attrs(
+            type(self).__name__,
+            self.hyperparameters(),
+            kernel=type(self.kernel).__name__,
+            observation_noise=observation_noise,
+        )
+        return predictive_to_dataset(
+            obs, post.mean, variance, coords=coords, ci_prob=ci_prob, attrs=attrs
+        )

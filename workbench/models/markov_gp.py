@@ -1,0 +1,123 @@
+"""Linear-time GP regression with state-space (Hida-Matérn) kernels: Kalman filter + RTS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from workbench.data import Observations
+from workbench.kernels.statespace import StateSpaceKernel
+from workbench.models.base import Posterior
+from workbench.models.gp_regression import GPRegression
+from workbench.ssm import (
+    kalman_filter,
+    parallel_kalman_filter,
+    parallel_rts_smoother,
+    rts_smoother,
+)
+
+__all__ = ["MarkovGP"]
+
+
+class MarkovGP(GPRegression):
+    r"""GP regression in O(T) time and memory through the kernel's SDE.
+
+    .. math::
+        f \sim \mathcal{GP}(c, k), \quad k = \text{state-space kernel}, \qquad
+        y_t = f(x_t) + \varepsilon_t,\; \varepsilon_t \sim \mathcal N(0, \sigma^2)
+
+    The exact log marginal likelihood comes from a Kalman filter (autograd gives its gradient)
+    and posteriors from a Rauch-Tung-Striebel smoother on the union of the data's coordinates and
+    any ``at`` coordinates; both equal the dense GP to float64 round-off. The state is scaled to
+    unit stationary variances (Jacobi scaling of :math:`P_\infty`), which keeps high orders and
+    short steps well conditioned. Extra dims of the input are independent series sharing the
+    hyper-parameters.
+
+    Parameters
+    ----------
+    kernel : StateSpaceKernel
+        e.g. ``wb.kernels.HidaMaternKernel(order=1) + wb.kernels.MaternKernel(nu=2.5)``.
+    likelihood : {"gaussian"}
+        Observation model.
+    parallel : {"auto", True, False}
+        Filter and smooth by associative scans (O(log T) depth; every level is one batched
+        tensor operation) or by the sequential recursions. ``"auto"`` uses the scans, which in
+        eager PyTorch are 10-40x faster than the sequential loop on CPU as well as on GPU.
+    noise, mean, time_unit
+        As for :class:`~workbench.models.ExactGP`.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> import workbench as wb
+    >>> x = np.linspace(0, 10, 200)
+    >>> da = xr.DataArray(np.sin(x), dims="time", coords={"time": x})
+    >>> m = wb.MarkovGP(wb.kernels.MaternKernel(nu=2.5), noise=0.01)
+    >>> ds = m.fit(da, steps=5, progress=False).posterior(da, at=np.linspace(10, 12, 5))
+    >>> ds.sizes["time"]
+    5
+    """
+
+    def __init__(
+        self,
+        kernel: StateSpaceKernel,
+        likelihood: str = "gaussian",
+        *,
+        parallel: bool | str = "auto",
+        **kwargs: Any,
+    ) -> None:
+        if parallel not in ("auto", True, False):
+            raise ValueError(f"expected parallel in ('auto', True, False), got {parallel!r}")
+        if not isinstance(kernel, StateSpaceKernel):
+            raise TypeError(
+                f"expected a state-space kernel (wb.kernels.HidaMaternKernel, MaternKernel or "
+                f"sums of them), got {type(kernel).__name__}; use wb.ExactGP for other kernels"
+            )
+        super().__init__(kernel, likelihood, **kwargs)
+        self.parallel = parallel
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "parallel": self.parallel}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> MarkovGP:
+        model = super().from_config(config)
+        model.parallel = config.get("parallel", "auto")
+        return model
+
+    def _filter(self, *args: torch.Tensor):
+        return (kalman_filter if self.parallel is False else parallel_kalman_filter)(*args)
+
+    def _smoother(self, *args: Any):
+        return (rts_smoother if self.parallel is False else parallel_rts_smoother)(*args)
+
+    def _state_space(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        A, Q = self.kernel.discretize(x.diff())
+        sde = self.kernel.sde()
+        d = sde.Pinf.diagonal().rsqrt()  # x~ = D x with unit stationary variances
+        A = d[:, None] * A / d[None, :]
+        Q = d[:, None] * Q * d[None, :]
+        return A, Q, sde.H / d, d[:, None] * sde.Pinf * d[None, :]
+
+    def _log_marginals(self, obs: Observations) -> torch.Tensor:
+        x = obs.x.to(self.mean)
+        A, Q, H, Pinf = self._state_space(x)
+        y = obs.y.to(self.mean) - self.mean
+        return self._filter(A, Q, H, y, self.noise, obs.mask, Pinf).log_marginal
+
+    def predict_moments(self, obs: Observations, x_new: torch.Tensor) -> Posterior:
+        x_obs, x_new = obs.x.to(self.mean), x_new.to(self.mean)
+        grid, where = torch.unique(torch.cat([x_obs, x_new]), sorted=True, return_inverse=True)
+        n = x_obs.shape[0]
+        y = obs.y.new_zeros(*obs.batch_shape, grid.shape[0]).to(self.mean)
+        mask = torch.zeros(y.shape, dtype=torch.bool)
+        y[..., where[:n]] = obs.y.to(self.mean) - self.mean
+        mask[..., where[:n]] = obs.mask
+        with torch.no_grad():
+            A, Q, H, Pinf = self._state_space(grid)
+            smoothed = self._smoother(A, self._filter(A, Q, H, y, self.noise, mask, Pinf))
+            h = H[0]
+            mean = smoothed.mean @ h + self.mean
+            variance = (smoothed.cov @ h) @ h
+        return Posterior(mean[..., where[n:]], variance[..., where[n:]].clamp_min(0.0))
