@@ -23,7 +23,7 @@ def test_optimize_converges_and_reports_losses(method, lr, steps):
         lambda: module.w.square().sum(),
         steps=steps,
         lr=lr,
-        method=method,
+        optimizer=method,
         progress=False,
         callback=lambda step, loss: seen.append(step),
     )
@@ -51,8 +51,8 @@ def test_bad_arguments():
     module = _Quadratic()
     with pytest.raises(ValueError, match="steps"):
         optimize(module, lambda: module.w.sum(), steps=-1, lr=0.1)
-    with pytest.raises(ValueError, match="method"):
-        optimize(module, lambda: module.w.sum(), steps=1, lr=0.1, method="sgd")
+    with pytest.raises(ValueError, match="optimizer"):
+        optimize(module, lambda: module.w.sum(), steps=1, lr=0.1, optimizer="sgd")
 
 
 def test_a_failed_step_restarts_from_the_last_good_state_with_smaller_steps():

@@ -85,3 +85,16 @@ def test_control_for_linear_spec():
     slider = control_for(spec, 1.0)
     assert (slider.min, slider.max, slider.value) == (0.0, 2.0, 1.0)
     assert css_class("kernel.alpha") in slider._dom_classes
+
+
+def test_markov_gp_explorer_has_kernel_sliders_and_refits():
+    kernel = wb.kernels.HidaMaternKernel(order=1, lengthscale=2.0, frequency=1.0)
+    ex = wb.MarkovGP(kernel, noise=0.05).explore(_data(), fit_steps=2)
+    assert {"kernel.lengthscale", "kernel.frequency", "kernel.outputscale", "noise"} <= set(
+        ex.controls
+    )
+    image = ex.figure.value
+    ex.controls["kernel.lengthscale"].value = 0.3
+    assert ex.figure.value != image
+    ex.fit_button.click()
+    assert ex.progress.value == 2 and ex.status.value == ""

@@ -6,5 +6,18 @@ from workbench.inference.dense_gp import DenseGPPrediction as DenseGPPrediction
 from workbench.inference.dense_gp import dense_gp_log_marginal as dense_gp_log_marginal
 from workbench.inference.dense_gp import dense_gp_predict as dense_gp_predict
 from workbench.inference.dense_gp import robust_cholesky as robust_cholesky
+from workbench.inference.whittle import expected_periodogram as expected_periodogram
+from workbench.inference.whittle import is_regular_grid as is_regular_grid
+from workbench.inference.whittle import periodogram as periodogram
+from workbench.inference.whittle import whittle_log_likelihood as whittle_log_likelihood
 
-__all__ = ["DenseGPPrediction", "dense_gp_log_marginal", "dense_gp_predict", "robust_cholesky"]
+__all__ = [
+    "DenseGPPrediction",
+    "dense_gp_log_marginal",
+    "dense_gp_predict",
+    "expected_periodogram",
+    "is_regular_grid",
+    "periodogram",
+    "robust_cholesky",
+    "whittle_log_likelihood",
+]

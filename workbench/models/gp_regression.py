@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from typing import Any, Self
 
 import gpytorch
@@ -10,7 +12,13 @@ import xarray as xr
 from gpytorch.kernels import Kernel
 
 from workbench.data import Observations, TimeAxis, from_dataarray, resolve_at
-from workbench.errors import DTypeError
+from workbench.errors import DTypeError, WorkbenchWarning
+from workbench.inference import (
+    expected_periodogram,
+    is_regular_grid,
+    periodogram,
+    whittle_log_likelihood,
+)
 from workbench.io import make_attrs, predictive_to_dataset
 from workbench.kernels import kernel_from_spec, kernel_to_spec
 from workbench.models.base import Model, Posterior
@@ -105,38 +113,86 @@ class GPRegression(Model):
         da: xr.DataArray,
         dim: str = "time",
         *,
+        method: str = "marginal",
         steps: int = 50,
+        optimizer: str = "lbfgs",
         lr: float | None = None,
-        method: str = "lbfgs",
         learn_hyperparameters: bool = True,
         progress: bool | None = None,
         callback: Any = None,
     ) -> Self:
-        """Maximise the exact log marginal likelihood over the hyper-parameters.
+        """Learn the hyper-parameters from ``da``; returns ``self``.
 
-        The loss is the negative log marginal likelihood per observed value, minimised by
-        ``method`` ("lbfgs", default, or "adam") for ``steps`` iterations; ``lr`` defaults to 1
-        for L-BFGS and 0.01 for Adam. On the first fit the constant mean starts at the observed
-        mean. Returns ``self``.
+        Parameters
+        ----------
+        method : {"marginal", "whittle"}
+            ``"marginal"`` maximises the exact log marginal likelihood (per observed value).
+            ``"whittle"`` maximises the debiased Whittle likelihood (O(T log T), see
+            :mod:`workbench.inference.whittle`); it needs a regular grid without missing values
+            and otherwise falls back to ``"marginal"`` with a :class:`WorkbenchWarning`. Whittle
+            does not inform the constant mean, which stays at the observed mean.
+        steps : int
+            Optimiser iterations.
+        optimizer : {"lbfgs", "adam"}
+            ``lr`` defaults to 1 for L-BFGS and 0.01 for Adam.
+        learn_hyperparameters : bool
+            ``False`` only records the data's coordinate axis (and the initial mean).
+        callback : callable, optional
+            ``callback(step, loss)`` after every iteration.
+
+        On the first fit the constant mean starts at the observed mean.
         """
+        if method not in ("marginal", "whittle"):
+            raise ValueError(f"expected method in ('marginal', 'whittle'), got {method!r}")
         obs = self._observe(da, dim)
         if self.axis is None:
             with torch.no_grad():
                 self.mean.copy_(obs.y[obs.mask].mean())
             self.axis = obs.axis
-        if learn_hyperparameters:
+        if not learn_hyperparameters:
+            return self
+        loss = self._whittle_loss(obs) if method == "whittle" else None
+        if loss is None:
             n = obs.n_observed
-            self.fit_losses = optimize(
-                self,
-                lambda: -self._log_marginals(obs).sum() / n,
-                steps=steps,
-                lr=lr if lr is not None else (1.0 if method == "lbfgs" else 0.01),
-                method=method,
-                progress=progress,
-                desc=type(self).__name__,
-                callback=callback,
-            )
+            loss = lambda: -self._log_marginals(obs).sum() / n  # noqa: E731
+        self.fit_losses = optimize(
+            self,
+            loss,
+            steps=steps,
+            lr=lr if lr is not None else (1.0 if optimizer == "lbfgs" else 0.01),
+            optimizer=optimizer,
+            progress=progress,
+            desc=type(self).__name__,
+            callback=callback,
+        )
         return self
+
+    def _whittle_loss(self, obs: Observations) -> Callable[[], torch.Tensor] | None:
+        x = obs.x.to(self.mean)
+        if x.shape[0] < 4 or not is_regular_grid(x.cpu()) or not bool(obs.mask.all()):
+            reason = (
+                "fewer than 4 points"
+                if x.shape[0] < 4
+                else ("missing values" if is_regular_grid(x.cpu()) else "an irregular grid")
+            )
+            warnings.warn(
+                f"method='whittle' needs a regular grid without missing values along "
+                f"{obs.dim!r}, got {reason}; fitting the exact marginal likelihood instead",
+                WorkbenchWarning,
+                stacklevel=3,
+            )
+            return None
+        dt = float(x[1] - x[0])
+        power = periodogram(obs.y.to(self.mean), dt)
+        lags = (x - x[0]).unsqueeze(-1)
+        scale = float(power.numel())
+
+        def loss() -> torch.Tensor:
+            cov = self.kernel(lags, lags[:1]).to_dense()[..., 0]
+            cov = torch.cat([cov[:1] + self.noise, cov[1:]])
+            return -whittle_log_likelihood(power, expected_periodogram(cov, dt)).sum() / scale
+
+        return loss
 
     def log_marginal_likelihood(self, da: xr.DataArray, dim: str = "time") -> float | xr.DataArray:
         """Exact :math:`\\log p(y)` per series: a float, or a DataArray over the batch dims."""

@@ -20,7 +20,7 @@ def optimize(
     *,
     steps: int,
     lr: float,
-    method: str = "adam",
+    optimizer: str = "adam",
     progress: bool | None = None,
     desc: str = "fit",
     callback: Callable[[int, float], None] | None = None,
@@ -37,7 +37,7 @@ def optimize(
         Number of Adam steps, or of L-BFGS iterations (each up to 20 loss evaluations).
     lr : float
         Learning rate (Adam) or initial step length (L-BFGS with a strong-Wolfe line search).
-    method : {"adam", "lbfgs"}
+    optimizer : {"adam", "lbfgs"}
         The optimiser.
     progress : bool or None
         Show a ``tqdm.auto`` bar (``None``: unless disabled by the environment).
@@ -64,19 +64,19 @@ def optimize(
     if steps < 0:
         raise ValueError(f"expected steps >= 0, got {steps}")
     params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = _optimizer(method, params, lr)
+    opt = _optimizer(optimizer, params, lr)
     losses: list[float] = []
     good_state, restarts = _snapshot(module), 0
     with progress_bar(steps, desc, progress) as bar:
         for step in range(steps):
             try:
-                value = _step(optimizer, params, loss_fn)
+                value = _step(opt, params, loss_fn)
             except _NonFinite as err:
                 module.load_state_dict(good_state)
                 restarts += 1
                 if restarts > MAX_RESTARTS:
                     _diverged(step, restarts - 1, str(err))
-                optimizer = _optimizer(method, params, lr * 0.1**restarts)
+                opt = _optimizer(optimizer, params, lr * 0.1**restarts)
                 continue
             good_state = _snapshot(module)
             losses.append(value)
@@ -113,12 +113,12 @@ def _step(
     return value
 
 
-def _optimizer(method: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
-    if method == "adam":
+def _optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    if name == "adam":
         return torch.optim.Adam(params, lr=lr)
-    if method == "lbfgs":
+    if name == "lbfgs":
         return torch.optim.LBFGS(params, lr=lr, max_iter=20, line_search_fn="strong_wolfe")
-    raise ValueError(f"expected method in ('adam', 'lbfgs'), got {method!r}")
+    raise ValueError(f"expected optimizer in ('adam', 'lbfgs'), got {name!r}")
 
 
 def _diverged(step: int, restarts: int, what: str) -> None:

@@ -11,6 +11,7 @@ from workbench.ssm.kalman import rts_smoother as rts_smoother
 from workbench.ssm.parallel import associative_scan as associative_scan
 from workbench.ssm.parallel import parallel_kalman_filter as parallel_kalman_filter
 from workbench.ssm.parallel import parallel_rts_smoother as parallel_rts_smoother
+from workbench.ssm.sample import sample_state_space_prior as sample_state_space_prior
 
 __all__ = [
     "SDE",
@@ -22,4 +23,5 @@ __all__ = [
     "parallel_kalman_filter",
     "parallel_rts_smoother",
     "rts_smoother",
+    "sample_state_space_prior",
 ]
