@@ -16,11 +16,13 @@ def test_demo_writes_netcdf_png_and_summary(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "out"), "--steps", "1"]) == 0
     summary = capsys.readouterr().out
     assert "log marginal likelihood" in summary and "forecast 2011-12" in summary
+    assert "ppm/year" in summary
     ds = xr.load_dataset(tmp_path / "out" / "posterior.nc")
     assert set(ds.data_vars) == {"mean", "variance", "lower", "upper"}
     assert ds["mean"].attrs["units"] == "ppm"
     assert np.isfinite(ds["mean"]).all()
-    assert ds.time.values[-1] == np.datetime64("2011-12-01")
+    assert np.datetime64("2011-12-20") <= ds.time.values[-1] <= np.datetime64("2011-12-31")
+    assert ds.attrs["model"] == "MarkovGP"
     png = (tmp_path / "out" / "posterior.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -18,7 +18,7 @@ def test_readme_quickstart_runs(tmp_path, monkeypatch):
     assert len(block.strip().splitlines()) <= 12
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
-    exec(compile(block.replace("steps=10", "steps=1"), "README.md", "exec"), scope)
+    exec(compile(block.replace("steps=5", "steps=1"), "README.md", "exec"), scope)
     post, same = scope["post"], scope["same"]
     assert np.isfinite(post["mean"]).all() and post["mean"].attrs["units"] == "ppm"
     assert same.hyperparameters() == scope["model"].hyperparameters()

@@ -14,7 +14,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="fit the quickstart model on shipped data")
     demo.add_argument("--out", default="workbench-demo", help="output folder")
-    demo.add_argument("--steps", type=int, default=10, help="L-BFGS iterations")
+    demo.add_argument("--steps", type=int, default=5, help="L-BFGS iterations")
     sub.add_parser("datasets", help="list shipped datasets")
     args = parser.parse_args(argv)
     if args.command == "datasets":

@@ -148,3 +148,25 @@ def test_sequential_option_equals_parallel_default(tmp_path):
     assert wb.load(tmp_path / "seq.wbm").parallel is False
     with pytest.raises(ValueError, match="parallel"):
         wb.MarkovGP(kernel, parallel="yes")
+
+
+def test_linear_trend_matches_dense_and_extrapolates():
+    x = np.linspace(0, 20, 120)
+    rng = np.random.default_rng(5)
+    da = xr.DataArray(
+        3.0 + 0.5 * x + np.sin(x) + 0.1 * rng.standard_normal(x.size),
+        dims="time",
+        coords={"time": x},
+    )
+    kernel = MaternKernel(nu=2.5, lengthscale=1.0)
+    markov = wb.MarkovGP(kernel, noise=0.01, trend="linear").fit(da, steps=3, progress=False)
+    assert markov.hyperparameters()["slope"] == pytest.approx(0.5, abs=0.1)
+    dense = wb.ExactGP(kernel, noise=0.01, trend="linear")
+    dense.load_state_dict(markov.state_dict())
+    at = np.linspace(18, 40, 12)
+    a, b = markov.posterior(da, at=at), dense.posterior(da, at=at)
+    np.testing.assert_allclose(a["mean"], b["mean"], rtol=0, atol=1e-9)
+    assert float(a["mean"][-1]) == pytest.approx(3.0 + 0.5 * 40, abs=4.0)  # not back to ~8
+    assert markov.log_marginal_likelihood(da) == pytest.approx(dense.log_marginal_likelihood(da))
+    with pytest.raises(ValueError, match="trend"):
+        wb.MarkovGP(kernel, trend="quadratic")

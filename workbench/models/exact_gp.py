@@ -34,7 +34,10 @@ class ExactGP(GPRegression):
     noise : float
         Initial noise variance :math:`\sigma^2`.
     mean : float
-        Initial constant prior mean :math:`c` (set to the data mean on the first fit).
+        Initial prior mean :math:`c` (set by least squares on the first fit).
+    trend : {"constant", "linear"}
+        Prior mean :math:`c` or :math:`c + s\,x` (the slope :math:`s` is learned too; use it
+        for series with a trend that should continue when forecasting).
     time_unit : str
         Unit of the float axis for ``datetime64`` coordinates ("D", "Y", "h", …).
 
@@ -62,7 +65,7 @@ class ExactGP(GPRegression):
 
     def _log_marginals(self, obs: Observations) -> torch.Tensor:
         values = [
-            dense_gp_log_marginal(self._covariance(xo, xo), yo - self.mean, self.noise)
+            dense_gp_log_marginal(self._covariance(xo, xo), yo - self.prior_mean(xo), self.noise)
             for xo, yo in self._series(obs)
         ]
         return torch.stack(values).reshape(obs.batch_shape)
@@ -78,10 +81,10 @@ class ExactGP(GPRegression):
                     self._covariance(xo, xo),
                     self._covariance(x_new, xo),
                     k_diag,
-                    yo - self.mean,
+                    yo - self.prior_mean(xo),
                     self.noise,
                 )
-                means.append(pred.mean + self.mean)
+                means.append(pred.mean + self.prior_mean(x_new))
                 variances.append(pred.variance)
         shape = (*obs.batch_shape, x_new.shape[0])
         return Posterior(torch.stack(means).reshape(shape), torch.stack(variances).reshape(shape))

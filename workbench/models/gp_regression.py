@@ -31,8 +31,8 @@ class GPRegression(Model):
     r"""Base of GP regression models with a Gaussian likelihood on one labelled dim.
 
     Subclasses supply the numerics (:meth:`_log_marginals`, :meth:`predict_moments`); this class
-    owns the parameters (kernel, noise :math:`\sigma^2`, constant mean :math:`c`), the xarray
-    edges, fitting, persistence and reprs.
+    owns the parameters (kernel, noise :math:`\sigma^2`, prior mean :math:`c` or
+    :math:`c + s\,x` with ``trend="linear"``), the xarray edges, fitting, persistence and reprs.
     """
 
     def __init__(
@@ -42,6 +42,7 @@ class GPRegression(Model):
         *,
         noise: float = 0.1,
         mean: float = 0.0,
+        trend: str = "constant",
         time_unit: str = "D",
         axis: dict[str, Any] | None = None,
     ) -> None:
@@ -52,6 +53,8 @@ class GPRegression(Model):
             raise ValueError(f"expected likelihood='gaussian' for ExactGP, got {likelihood!r}")
         if not noise > 0:
             raise ValueError(f"expected noise > 0, got {noise}")
+        if trend not in ("constant", "linear"):
+            raise ValueError(f"expected trend in ('constant', 'linear'), got {trend!r}")
         self.kernel = kernel
         self.likelihood = likelihood
         self.time_unit = time_unit
@@ -59,6 +62,9 @@ class GPRegression(Model):
         self.raw_noise = torch.nn.Parameter(torch.zeros(()))
         self.raw_noise_constraint = gpytorch.constraints.GreaterThan(1e-8)
         self.mean = torch.nn.Parameter(torch.tensor(float(mean)))
+        self.trend = trend
+        if trend == "linear":
+            self.slope = torch.nn.Parameter(torch.tensor(0.0))
         self.double()
         self.set_hyperparameter("noise", noise)
 
@@ -66,10 +72,30 @@ class GPRegression(Model):
     def noise(self) -> torch.Tensor:
         return self.raw_noise_constraint.transform(self.raw_noise)
 
+    def prior_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """:math:`c` or :math:`c + s x` at float positions ``x`` (shape (T,))."""
+        if self.trend == "linear":
+            return self.mean + self.slope * x
+        return self.mean.expand(x.shape)
+
+    def _initialize_mean(self, obs: Observations) -> None:
+        # least squares of the observed values on [1] or [1, x]
+        x = obs.x.to(self.mean).expand(obs.y.shape)[obs.mask]
+        y = obs.y.to(self.mean)[obs.mask]
+        design = torch.stack([torch.ones_like(x), x], -1) if self.trend == "linear" else None
+        with torch.no_grad():
+            if design is None or x.unique().numel() < 2:
+                self.mean.copy_(y.mean())
+                return
+            coef = torch.linalg.lstsq(design, y[:, None]).solution[:, 0]
+            self.mean.copy_(coef[0])
+            self.slope.copy_(coef[1])
+
     def get_config(self) -> dict[str, Any]:
         config = {
             "kernel": kernel_to_spec(self.kernel),
             "likelihood": self.likelihood,
+            "trend": self.trend,
             "time_unit": self.time_unit,
         }
         if self.axis is not None:
@@ -85,6 +111,7 @@ class GPRegression(Model):
         return cls(
             kernel_from_spec(config["kernel"]),
             config["likelihood"],
+            trend=config.get("trend", "constant"),
             time_unit=config["time_unit"],
             axis=config.get("axis"),
         )
@@ -130,7 +157,7 @@ class GPRegression(Model):
             ``"whittle"`` maximises the debiased Whittle likelihood (O(T log T), see
             :mod:`workbench.inference.whittle`); it needs a regular grid without missing values
             and otherwise falls back to ``"marginal"`` with a :class:`WorkbenchWarning`. Whittle
-            does not inform the constant mean, which stays at the observed mean.
+            does not inform the prior mean, which stays at its least-squares start.
         steps : int
             Optimiser iterations.
         optimizer : {"lbfgs", "adam"}
@@ -140,14 +167,13 @@ class GPRegression(Model):
         callback : callable, optional
             ``callback(step, loss)`` after every iteration.
 
-        On the first fit the constant mean starts at the observed mean.
+        On the first fit the prior mean (and slope) start at their least-squares values.
         """
         if method not in ("marginal", "whittle"):
             raise ValueError(f"expected method in ('marginal', 'whittle'), got {method!r}")
         obs = self._observe(da, dim)
         if self.axis is None:
-            with torch.no_grad():
-                self.mean.copy_(obs.y[obs.mask].mean())
+            self._initialize_mean(obs)
             self.axis = obs.axis
         if not learn_hyperparameters:
             return self
@@ -183,7 +209,8 @@ class GPRegression(Model):
             )
             return None
         dt = float(x[1] - x[0])
-        power = periodogram(obs.y.to(self.mean), dt)
+        with torch.no_grad():
+            power = periodogram(obs.y.to(self.mean) - self.prior_mean(x), dt)
         lags = (x - x[0]).unsqueeze(-1)
         scale = float(power.numel())
 

@@ -44,7 +44,7 @@ class MarkovGP(GPRegression):
         Filter and smooth by associative scans (O(log T) depth; every level is one batched
         tensor operation) or by the sequential recursions. ``"auto"`` uses the scans, which in
         eager PyTorch are 10-40x faster than the sequential loop on CPU as well as on GPU.
-    noise, mean, time_unit
+    noise, mean, trend, time_unit
         As for :class:`~workbench.models.ExactGP`.
 
     Examples
@@ -103,7 +103,7 @@ class MarkovGP(GPRegression):
     def _log_marginals(self, obs: Observations) -> torch.Tensor:
         x = obs.x.to(self.mean)
         A, Q, H, Pinf = self._state_space(x)
-        y = obs.y.to(self.mean) - self.mean
+        y = obs.y.to(self.mean) - self.prior_mean(x)
         return self._filter(A, Q, H, y, self.noise, obs.mask, Pinf).log_marginal
 
     def predict_moments(self, obs: Observations, x_new: torch.Tensor) -> Posterior:
@@ -112,12 +112,12 @@ class MarkovGP(GPRegression):
         n = x_obs.shape[0]
         y = obs.y.new_zeros(*obs.batch_shape, grid.shape[0]).to(self.mean)
         mask = torch.zeros(y.shape, dtype=torch.bool)
-        y[..., where[:n]] = obs.y.to(self.mean) - self.mean
+        y[..., where[:n]] = obs.y.to(self.mean) - self.prior_mean(x_obs)
         mask[..., where[:n]] = obs.mask
         with torch.no_grad():
             A, Q, H, Pinf = self._state_space(grid)
             smoothed = self._smoother(A, self._filter(A, Q, H, y, self.noise, mask, Pinf))
             h = H[0]
-            mean = smoothed.mean @ h + self.mean
+            mean = smoothed.mean @ h + self.prior_mean(grid)
             variance = (smoothed.cov @ h) @ h
         return Posterior(mean[..., where[n:]], variance[..., where[n:]].clamp_min(0.0))
