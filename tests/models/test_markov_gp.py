@@ -170,3 +170,22 @@ def test_linear_trend_matches_dense_and_extrapolates():
     assert markov.log_marginal_likelihood(da) == pytest.approx(dense.log_marginal_likelihood(da))
     with pytest.raises(ValueError, match="trend"):
         wb.MarkovGP(kernel, trend="quadratic")
+
+
+@pytest.mark.parametrize("step", [1e-1, 1e-2, 1e-3])
+@pytest.mark.parametrize("order", [1, 2])
+def test_float32_stays_within_documented_error(step, order):
+    # documented in MarkovGP: |Δ mean| <= 1e-4 (unit-scale data), variance <= 5e-4 relative
+    x = np.arange(2000) * step
+    rng = np.random.default_rng(order)
+    da = xr.DataArray(
+        np.sin(3 * x) + 0.1 * rng.standard_normal(x.size), dims="time", coords={"time": x}
+    )
+    kernel = HidaMaternKernel(order=order, lengthscale=1.0, frequency=3.0)
+    m64 = wb.MarkovGP(kernel, noise=0.01)
+    m32 = wb.MarkovGP(HidaMaternKernel(order=order), noise=0.01)
+    m32.load_state_dict(m64.state_dict())
+    m32.float()
+    a, b = m64.posterior(da), m32.posterior(da)
+    assert float(abs(a["mean"] - b["mean"]).max()) <= 1e-4
+    assert float(abs(a.variance - b.variance).max() / a.variance.max()) <= 5e-4

@@ -12,6 +12,8 @@ from workbench.ssm.parallel import associative_scan as associative_scan
 from workbench.ssm.parallel import parallel_kalman_filter as parallel_kalman_filter
 from workbench.ssm.parallel import parallel_rts_smoother as parallel_rts_smoother
 from workbench.ssm.sample import sample_state_space_prior as sample_state_space_prior
+from workbench.ssm.two_filter import reverse_transitions as reverse_transitions
+from workbench.ssm.two_filter import two_filter_smoother as two_filter_smoother
 
 __all__ = [
     "SDE",
@@ -22,6 +24,8 @@ __all__ = [
     "kalman_filter",
     "parallel_kalman_filter",
     "parallel_rts_smoother",
+    "reverse_transitions",
     "rts_smoother",
     "sample_state_space_prior",
+    "two_filter_smoother",
 ]
