@@ -116,7 +116,7 @@ class MarkovGP(GPRegression):
         grid, where = torch.unique(torch.cat([x_obs, x_new]), sorted=True, return_inverse=True)
         n = x_obs.shape[0]
         y = obs.y.new_zeros(*obs.batch_shape, grid.shape[0]).to(self.mean)
-        mask = torch.zeros(y.shape, dtype=torch.bool)
+        mask = torch.zeros(y.shape, dtype=torch.bool, device=y.device)
         y[..., where[:n]] = obs.y.to(self.mean) - self.prior_mean(x_obs)
         mask[..., where[:n]] = obs.mask
         with torch.no_grad():
