@@ -4,7 +4,7 @@ Run: ``python tests/benchmarks/bench_markov_gp.py [--quick]``. Everything runs s
 (``torch.set_num_threads(1)``, ``OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=MKL_NUM_THREADS=1``, set
 below before torch is imported) in float64, on the same simulated Matérn-5/2 data for every
 library. Times are medians over repeats; the ratio column is peer time / our time. Peak memory is
-the maximum resident set size of a fresh subprocess that runs one smoothing pass.
+the high-water resident set of a fresh subprocess during one smoothing pass.
 """
 
 from __future__ import annotations
@@ -168,13 +168,19 @@ def table_gpytorch(sizes: list[int]) -> None:
 
 
 def peak_memory(T: int) -> tuple[float, float]:
-    """(peak RSS after imports and data, peak RSS after one smoothing pass), in MB."""
+    """(resident MB before, peak resident MB during one smoothing pass) in a fresh process.
+
+    Reads VmHWM from /proc (ru_maxrss would carry the parent's peak across fork/exec) after
+    resetting it with /proc/self/clear_refs once the data are built.
+    """
     code = (
-        "import resource, sys; sys.argv=['x']; "
+        "import re, sys; sys.argv=['x']; "
         f"sys.path.insert(0, {os.path.dirname(__file__)!r}); import bench_markov_gp as b; "
-        f"da = b.data({T}); "
-        "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; "
-        "before = peak(); b.ours().posterior(da); print(before, peak())"
+        "status = lambda key: float(re.search(key + r':\\s+(\\d+)', "
+        "open('/proc/self/status').read())[1]) / 1024; "
+        f"da = b.data({T}); model = b.ours(); "
+        "open('/proc/self/clear_refs', 'w').write('5'); before = status('VmRSS'); "
+        "model.posterior(da); print(before, status('VmHWM'))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     before, after = map(float, out.stdout.strip().splitlines()[-1].split())
