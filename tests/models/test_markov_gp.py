@@ -135,11 +135,11 @@ def test_bad_input():
         model.posterior(xr.DataArray([np.nan, np.nan], dims="time", coords={"time": [0.0, 1.0]}))
 
 
-def test_sequential_option_equals_parallel_default(tmp_path):
+def test_sequential_option_equals_parallel_scans(tmp_path):
     da = _irregular(n=60)
     kernel = HidaMaternKernel(order=2, lengthscale=1.0, frequency=1.0)
     seq = wb.MarkovGP(kernel, parallel=False, noise=0.1)
-    par = wb.MarkovGP(kernel, noise=0.1)
+    par = wb.MarkovGP(kernel, parallel=True, noise=0.1)
     assert seq.log_marginal_likelihood(da) == pytest.approx(
         par.log_marginal_likelihood(da), abs=1e-10
     )
