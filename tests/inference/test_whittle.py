@@ -92,3 +92,16 @@ def test_whittle_falls_back_to_marginal_likelihood_with_a_warning():
         a.fit(gappy, method="whittle", steps=1, progress=False)
     with pytest.raises(ValueError, match="method"):
         a.fit(da, method="laplace")
+
+
+def test_whittle_with_unshared_hyperparameters():
+    a = _simulated(T=8192, lengthscale=0.2, seed=1)
+    b = _simulated(T=8192, lengthscale=1.0, seed=2)
+    da = xr.concat([a, b], dim="unit")
+    model = wb.MarkovGP(
+        MaternKernel(nu=1.5, lengthscale=0.5), noise=0.1, share_hyperparameters=False
+    )
+    model.fit(da, method="whittle", steps=10, progress=False)
+    hp = model.hyperparameters()
+    assert hp["members.0.kernel.lengthscale"] == pytest.approx(0.2, rel=0.1)
+    assert hp["members.1.kernel.lengthscale"] == pytest.approx(1.0, rel=0.2)

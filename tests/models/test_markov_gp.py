@@ -9,7 +9,7 @@ import torch
 import xarray as xr
 
 import workbench as wb
-from workbench.errors import CoordinateError, EmptyDataError
+from workbench.errors import CoordinateError, EmptyDataError, ShapeMismatchError
 from workbench.kernels import HidaMaternKernel, MaternKernel
 
 KERNELS = {
@@ -189,3 +189,46 @@ def test_float32_stays_within_documented_error(step, order):
     a, b = m64.posterior(da), m32.posterior(da)
     assert float(abs(a["mean"] - b["mean"]).max()) <= 1e-4
     assert float(abs(a.variance - b.variance).max() / a.variance.max()) <= 5e-4
+
+
+def test_unshared_hyperparameters_fit_each_series_on_its_own(tmp_path):
+    rng = np.random.default_rng(7)
+    x = np.linspace(0, 30, 300)
+    fast = np.sin(4 * x) + 0.1 * rng.standard_normal(x.size)
+    slow = np.sin(0.3 * x) + 0.1 * rng.standard_normal(x.size)
+    da = xr.DataArray(
+        np.stack([fast, slow], -1),
+        dims=("time", "unit"),
+        coords={"time": x, "unit": ["fast", "slow"]},
+    )
+    model = wb.MarkovGP(MaternKernel(nu=2.5), noise=0.1, share_hyperparameters=False)
+    model.fit(da, steps=10, progress=False)
+    hp = model.hyperparameters()
+    ls_fast, ls_slow = hp["members.0.kernel.lengthscale"], hp["members.1.kernel.lengthscale"]
+    assert ls_slow > 3 * ls_fast
+    # each member equals a single-series model with the same hyper-parameters
+    single = wb.MarkovGP(MaternKernel(nu=2.5), noise=0.1)
+    single.load_state_dict(model.members[1].state_dict())
+    single.axis = model.axis
+    post = model.posterior(da, at=np.linspace(0, 35, 20))
+    np.testing.assert_allclose(
+        post["mean"].sel(unit="slow"),
+        single.posterior(da.sel(unit="slow"), at=np.linspace(0, 35, 20))["mean"],
+        rtol=0,
+        atol=1e-12,
+    )
+    lml = model.log_marginal_likelihood(da)
+    assert lml.sel(unit="slow") == pytest.approx(
+        single.log_marginal_likelihood(da.sel(unit="slow"))
+    )
+    model.save(tmp_path / "m.wbm")
+    again = wb.load(tmp_path / "m.wbm")
+    np.testing.assert_array_equal(again.posterior(da)["mean"], model.posterior(da)["mean"])
+    with pytest.raises(ShapeMismatchError, match="2 series"):
+        model.posterior(da.isel(unit=[0]))
+    noisy = model.posterior(da, observation_noise=True)
+    np.testing.assert_allclose(
+        (noisy.variance - model.posterior(da).variance).sel(unit="slow"),
+        hp["members.1.noise"],
+        rtol=1e-12,
+    )

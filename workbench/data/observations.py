@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,22 @@ class Observations:
         if self.y.ndim != 1:
             raise ValueError("observed() needs a single series; index the batch dims first")
         return self.x[self.mask], self.y[self.mask]
+
+    @property
+    def n_series(self) -> int:
+        return int(np.prod(tuple(self.batch_shape), dtype=np.int64))
+
+    def series(self, index: int) -> Observations:
+        """The ``index``-th series (C order over the batch dims) as its own Observations."""
+        T = self.x.shape[0]
+        where = np.unravel_index(index, tuple(self.batch_shape))
+        return replace(
+            self,
+            y=self.y.reshape(-1, T)[index],
+            mask=self.mask.reshape(-1, T)[index],
+            batch_dims=(),
+            template=self.template.isel(dict(zip(self.batch_dims, where, strict=True))),
+        )
 
     def coords_of(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         """Coordinate values (numeric or datetime64) for float positions ``x``."""

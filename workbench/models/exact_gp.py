@@ -38,6 +38,10 @@ class ExactGP(GPRegression):
     trend : {"constant", "linear"}
         Prior mean :math:`c` or :math:`c + s\,x` (the slope :math:`s` is learned too; use it
         for series with a trend that should continue when forecasting).
+    share_hyperparameters : bool
+        Extra dims of the input are independent series. ``True``: they share one set of
+        hyper-parameters. ``False``: each series gets its own copy of the kernel, noise and
+        mean (created on the first fit; predictions then need the same series).
     time_unit : str
         Unit of the float axis for ``datetime64`` coordinates ("D", "Y", "h", …).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
 from typing import Any, Self
@@ -12,7 +13,7 @@ import xarray as xr
 from gpytorch.kernels import Kernel
 
 from workbench.data import Observations, TimeAxis, from_dataarray, resolve_at
-from workbench.errors import DTypeError, WorkbenchWarning
+from workbench.errors import DTypeError, ShapeMismatchError, WorkbenchWarning
 from workbench.inference import (
     expected_periodogram,
     is_regular_grid,
@@ -43,6 +44,7 @@ class GPRegression(Model):
         noise: float = 0.1,
         mean: float = 0.0,
         trend: str = "constant",
+        share_hyperparameters: bool = True,
         time_unit: str = "D",
         axis: dict[str, Any] | None = None,
     ) -> None:
@@ -67,6 +69,36 @@ class GPRegression(Model):
             self.slope = torch.nn.Parameter(torch.tensor(0.0))
         self.double()
         self.set_hyperparameter("noise", noise)
+        self.share_hyperparameters = bool(share_hyperparameters)
+        self.members: torch.nn.ModuleList | None = None
+
+    def _make_members(self, n: int) -> None:
+        """One independent copy of this model per series (``share_hyperparameters=False``)."""
+        template = copy.deepcopy(self)
+        template.share_hyperparameters = True
+        self.members = torch.nn.ModuleList([copy.deepcopy(template) for _ in range(n)])
+
+    def _noise_per_series(self, obs: Observations) -> torch.Tensor:
+        """Noise variance broadcastable against (*batch, T)."""
+        if self.members is None:
+            return self.noise.detach()
+        noise = torch.stack([m.noise.detach() for m in self.members])
+        return noise.reshape(*obs.batch_shape, 1)
+
+    def _per_series(self, obs: Observations, method: str, *args: Any) -> Any:
+        """Call ``method`` on each member with its own series, or on self for shared ones."""
+        if self.members is None:
+            return getattr(self, method)(obs, *args)
+        if obs.n_series != len(self.members):
+            raise ShapeMismatchError(
+                f"expected {len(self.members)} series across dims {obs.batch_dims} (one per "
+                f"fitted member, share_hyperparameters=False), got {obs.n_series}"
+            )
+        outs = [getattr(m, method)(obs.series(i), *args) for i, m in enumerate(self.members)]
+        if isinstance(outs[0], Posterior):
+            shape = (*obs.batch_shape, outs[0].mean.shape[-1])
+            return Posterior(*(torch.stack(v).reshape(shape) for v in zip(*outs, strict=True)))
+        return torch.stack(outs).reshape(obs.batch_shape)
 
     @property
     def noise(self) -> torch.Tensor:
@@ -97,7 +129,10 @@ class GPRegression(Model):
             "likelihood": self.likelihood,
             "trend": self.trend,
             "time_unit": self.time_unit,
+            "share_hyperparameters": self.share_hyperparameters,
         }
+        if self.members is not None:
+            config["n_series"] = len(self.members)
         if self.axis is not None:
             config["axis"] = {
                 "kind": self.axis.kind,
@@ -108,13 +143,21 @@ class GPRegression(Model):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> GPRegression:
-        return cls(
-            kernel_from_spec(config["kernel"]),
-            config["likelihood"],
-            trend=config.get("trend", "constant"),
-            time_unit=config["time_unit"],
-            axis=config.get("axis"),
+        model = cls(
+            kernel_from_spec(config["kernel"]), config["likelihood"], **cls._init_kwargs(config)
         )
+        if config.get("n_series"):
+            model._make_members(config["n_series"])
+        return model
+
+    @classmethod
+    def _init_kwargs(cls, config: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "trend": config.get("trend", "constant"),
+            "share_hyperparameters": config.get("share_hyperparameters", True),
+            "time_unit": config["time_unit"],
+            "axis": config.get("axis"),
+        }
 
     # -- data ----------------------------------------------------------------------------------
     def _observe(self, da: xr.DataArray, dim: str) -> Observations:
@@ -175,12 +218,17 @@ class GPRegression(Model):
         if self.axis is None:
             self._initialize_mean(obs)
             self.axis = obs.axis
+            if not self.share_hyperparameters and obs.batch_dims and self.members is None:
+                self._make_members(obs.n_series)
+                for i, member in enumerate(self.members):
+                    member._initialize_mean(obs.series(i))
+                    member.axis = obs.axis
         if not learn_hyperparameters:
             return self
         loss = self._whittle_loss(obs) if method == "whittle" else None
         if loss is None:
             n = obs.n_observed
-            loss = lambda: -self._log_marginals(obs).sum() / n  # noqa: E731
+            loss = lambda: -self._per_series(obs, "_log_marginals").sum() / n  # noqa: E731
         self.fit_losses = optimize(
             self,
             loss,
@@ -208,24 +256,33 @@ class GPRegression(Model):
                 stacklevel=3,
             )
             return None
+        if self.members is None:
+            terms = [self._whittle_term(obs)]
+        else:
+            terms = [m._whittle_term(obs.series(i)) for i, m in enumerate(self.members)]
+        scale = float(sum(n for _, n in terms))
+        return lambda: sum(term() for term, _ in terms) / scale
+
+    def _whittle_term(self, obs: Observations) -> tuple[Callable[[], torch.Tensor], int]:
+        """Negative Whittle log-likelihood of ``obs`` (regular, complete), and its frequencies."""
+        x = obs.x.to(self.mean)
         dt = float(x[1] - x[0])
         with torch.no_grad():
             power = periodogram(obs.y.to(self.mean) - self.prior_mean(x), dt)
         lags = (x - x[0]).unsqueeze(-1)
-        scale = float(power.numel())
 
-        def loss() -> torch.Tensor:
+        def term() -> torch.Tensor:
             cov = self.kernel(lags, lags[:1]).to_dense()[..., 0]
             cov = torch.cat([cov[:1] + self.noise, cov[1:]])
-            return -whittle_log_likelihood(power, expected_periodogram(cov, dt)).sum() / scale
+            return -whittle_log_likelihood(power, expected_periodogram(cov, dt)).sum()
 
-        return loss
+        return term, power.numel()
 
     def log_marginal_likelihood(self, da: xr.DataArray, dim: str = "time") -> float | xr.DataArray:
         """Exact :math:`\\log p(y)` per series: a float, or a DataArray over the batch dims."""
         obs = self._observe(da, dim)
         with torch.no_grad():
-            values = self._log_marginals(obs).cpu().numpy()
+            values = self._per_series(obs, "_log_marginals").cpu().numpy()
         if not obs.batch_dims:
             return float(values)
         template = obs.template.isel({dim: 0}, drop=True).rename("log_marginal_likelihood")
@@ -249,8 +306,8 @@ class GPRegression(Model):
         """
         obs = self._observe(da, dim)
         x_new, coords = resolve_at(obs, at)
-        post = self.predict_moments(obs, x_new)
-        variance = post.variance + (self.noise.detach() if observation_noise else 0.0)
+        post = self._per_series(obs, "predict_moments", x_new)
+        variance = post.variance + (self._noise_per_series(obs) if observation_noise else 0.0)
         attrs = make_attrs(
             type(self).__name__,
             self.hyperparameters(),

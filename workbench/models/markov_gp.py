@@ -55,7 +55,7 @@ class MarkovGP(GPRegression):
         tensor operation: the fast path on GPUs). ``False``: the sequential recursions, compiled
         with numba (exact hand-derived gradients) for float64 CPU tensors. ``"auto"`` picks the
         compiled sequential path for float64 on CPU and the scans otherwise.
-    noise, mean, trend, time_unit
+    noise, mean, trend, share_hyperparameters, time_unit
         As for :class:`~workbench.models.ExactGP`.
 
     Examples
@@ -92,10 +92,8 @@ class MarkovGP(GPRegression):
         return {**super().get_config(), "parallel": self.parallel}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> MarkovGP:
-        model = super().from_config(config)
-        model.parallel = config.get("parallel", "auto")
-        return model
+    def _init_kwargs(cls, config: dict[str, Any]) -> dict[str, Any]:
+        return {**super()._init_kwargs(config), "parallel": config.get("parallel", "auto")}
 
     def _use_scans(self) -> bool:
         if self.parallel == "auto":
