@@ -98,3 +98,11 @@ def test_markov_gp_explorer_has_kernel_sliders_and_refits():
     assert ex.figure.value != image
     ex.fit_button.click()
     assert ex.progress.value == 2 and ex.status.value == ""
+
+
+def test_unshared_model_explorer_offers_only_member_controls():
+    da = xr.concat([_data(), _data() * 2], dim="unit")
+    model = wb.MarkovGP(wb.kernels.MaternKernel(), noise=0.05, share_hyperparameters=False)
+    model.fit(da, steps=1, progress=False)
+    ex = model.explore(da)
+    assert ex.controls and all(name.startswith("members.") for name in ex.controls)

@@ -52,7 +52,9 @@ class GPRegression(Model):
         if not isinstance(kernel, Kernel):
             raise TypeError(f"expected a gpytorch Kernel, got {type(kernel).__name__}")
         if likelihood != "gaussian":
-            raise ValueError(f"expected likelihood='gaussian' for ExactGP, got {likelihood!r}")
+            raise ValueError(
+                f"expected likelihood='gaussian' for {type(self).__name__}, got {likelihood!r}"
+            )
         if not noise > 0:
             raise ValueError(f"expected noise > 0, got {noise}")
         if trend not in ("constant", "linear"):
@@ -103,6 +105,12 @@ class GPRegression(Model):
     @property
     def noise(self) -> torch.Tensor:
         return self.raw_noise_constraint.transform(self.raw_noise)
+
+    def parameter_specs(self) -> list:
+        specs = super().parameter_specs()
+        if self.members is None:
+            return specs
+        return [s for s in specs if s.name.startswith("members.")]  # the template is unused
 
     def prior_mean(self, x: torch.Tensor) -> torch.Tensor:
         """:math:`c` or :math:`c + s x` at float positions ``x`` (shape (T,))."""
