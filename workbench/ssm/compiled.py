@@ -41,6 +41,22 @@ def _predict(A, Q, m_prev, P_prev, mp, Pp, tmp):  # pragma: no cover - compiled
 
 
 @_jit
+def _innovation(Pp, h, mp, y, R, u):  # pragma: no cover - compiled
+    """u = Pp h, s = h^T Pp h + R, v = y - h^T mp for one step; returns (s, v)."""
+    S = h.shape[0]
+    s = R
+    v = y
+    for i in range(S):
+        acc = 0.0
+        for j in range(S):
+            acc += Pp[i, j] * h[j]
+        u[i] = acc
+        s += h[i] * acc
+        v -= h[i] * mp[i]
+    return s, v
+
+
+@_jit
 def filter_forward(A, Q, idx, h, y, R, mask, Pinf, m, P, mp, Pp, lml):  # pragma: no cover
     """Fill m, P (filtered), mp, Pp (predicted) of shapes (B, T, S[, S]) and lml (B,).
 
@@ -65,15 +81,7 @@ def filter_forward(A, Q, idx, h, y, R, mask, Pinf, m, P, mp, Pp, lml):  # pragma
                 m[b, t] = mp[b, t]
                 P[b, t] = Pp[b, t]
                 continue
-            s = R[b, t]
-            v = y[b, t]
-            for i in range(S):
-                acc = 0.0
-                for j in range(S):
-                    acc += Pp[b, t, i, j] * h[j]
-                u[i] = acc
-                s += h[i] * acc
-                v -= h[i] * mp[b, t, i]
+            s, v = _innovation(Pp[b, t], h, mp[b, t], y[b, t], R[b, t], u)
             for i in range(S):
                 m[b, t, i] = mp[b, t, i] + u[i] * v / s
                 for j in range(S):
@@ -107,15 +115,7 @@ def filter_backward(A, idx, h, y, R, mask, m, P, mp, Pp, grad_lml):  # pragma: n
         for t in range(T - 1, -1, -1):
             mp_t = mp[b, t]
             if mask[b, t]:
-                s = R[b, t]
-                v = y[b, t]
-                for i in range(S):
-                    acc = 0.0
-                    for j in range(S):
-                        acc += Pp[b, t, i, j] * h[j]
-                    u[i] = acc
-                    s += h[i] * acc
-                    v -= h[i] * mp_t[i]
+                s, v = _innovation(Pp[b, t], h, mp_t, y[b, t], R[b, t], u)
                 # P = Pp - u u^T / s ; m = mp + u v / s ; l = -0.5 (log 2 pi s + v^2 / s)
                 sbar = -0.5 * w * (1.0 / s - v * v / (s * s))
                 vbar = -w * v / s
