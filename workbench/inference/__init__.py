@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from workbench.inference.cvi import CVIResult as CVIResult
+from workbench.inference.cvi import Sites as Sites
+from workbench.inference.cvi import cvi as cvi
+from workbench.inference.cvi import cvi_elbo as cvi_elbo
+from workbench.inference.cvi import cvi_site_update as cvi_site_update
+from workbench.inference.cvi import sites_to_observations as sites_to_observations
 from workbench.inference.dense_gp import DenseGPPrediction as DenseGPPrediction
 from workbench.inference.dense_gp import dense_gp_log_marginal as dense_gp_log_marginal
 from workbench.inference.dense_gp import dense_gp_predict as dense_gp_predict
@@ -12,12 +18,18 @@ from workbench.inference.whittle import periodogram as periodogram
 from workbench.inference.whittle import whittle_log_likelihood as whittle_log_likelihood
 
 __all__ = [
+    "CVIResult",
     "DenseGPPrediction",
+    "Sites",
+    "cvi",
+    "cvi_elbo",
+    "cvi_site_update",
     "dense_gp_log_marginal",
     "dense_gp_predict",
     "expected_periodogram",
     "is_regular_grid",
     "periodogram",
     "robust_cholesky",
+    "sites_to_observations",
     "whittle_log_likelihood",
 ]
