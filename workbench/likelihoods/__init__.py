@@ -8,5 +8,20 @@ from workbench.likelihoods.bernoulli import Bernoulli as Bernoulli
 from workbench.likelihoods.gaussian import Gaussian as Gaussian
 from workbench.likelihoods.negative_binomial import NegativeBinomial as NegativeBinomial
 from workbench.likelihoods.poisson import Poisson as Poisson
+from workbench.likelihoods.registry import LIKELIHOODS as LIKELIHOODS
+from workbench.likelihoods.registry import likelihood_from_spec as likelihood_from_spec
+from workbench.likelihoods.registry import likelihood_to_spec as likelihood_to_spec
+from workbench.likelihoods.registry import make_likelihood as make_likelihood
 
-__all__ = ["Bernoulli", "ExpectedLogProb", "Gaussian", "Likelihood", "NegativeBinomial", "Poisson"]
+__all__ = [
+    "LIKELIHOODS",
+    "Bernoulli",
+    "ExpectedLogProb",
+    "Gaussian",
+    "Likelihood",
+    "NegativeBinomial",
+    "Poisson",
+    "likelihood_from_spec",
+    "likelihood_to_spec",
+    "make_likelihood",
+]

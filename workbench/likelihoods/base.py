@@ -47,6 +47,14 @@ class Likelihood(torch.nn.Module):
     support = "real"
     quadrature_points = 30
 
+    def get_config(self) -> dict:
+        """JSON-able constructor arguments (parameter values travel in the state dict)."""
+        return {}
+
+    def latent_guess(self, y: torch.Tensor) -> torch.Tensor:
+        """A constant latent value matching the data's average (starts the prior mean)."""
+        return y.mean()
+
     def log_prob(self, y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         """Elementwise :math:`\\log p(y \\mid f)`."""
         raise NotImplementedError

@@ -22,6 +22,13 @@ class Bernoulli(Likelihood):
             raise ValueError(f"expected link in ('logit', 'probit'), got {link!r}")
         self.link = link
 
+    def latent_guess(self, y: torch.Tensor) -> torch.Tensor:
+        p = y.mean().clamp(0.01, 0.99)
+        return torch.logit(p) if self.link == "logit" else torch.special.ndtri(p)
+
+    def get_config(self) -> dict:
+        return {"link": self.link}
+
     def log_prob(self, y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         if self.link == "logit":
             return -F.softplus(torch.where(y > 0.5, -f, f))

@@ -28,6 +28,9 @@ class Gaussian(Likelihood):
         with torch.no_grad():
             self.raw_noise.copy_(self.raw_noise_constraint.inverse_transform(torch.tensor(noise)))
 
+    def get_config(self) -> dict:
+        return {}
+
     @property
     def noise(self) -> torch.Tensor:
         return self.raw_noise_constraint.transform(self.raw_noise)

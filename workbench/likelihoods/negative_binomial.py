@@ -33,6 +33,12 @@ class NegativeBinomial(Likelihood):
                 self.raw_dispersion_constraint.inverse_transform(torch.tensor(dispersion))
             )
 
+    def latent_guess(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.log((y.mean() / self.bin_width).clamp_min(1e-3))
+
+    def get_config(self) -> dict:
+        return {"bin_width": self.bin_width}
+
     @property
     def dispersion(self) -> torch.Tensor:
         return self.raw_dispersion_constraint.transform(self.raw_dispersion)

@@ -33,6 +33,13 @@ class Poisson(Likelihood):
             raise ValueError(f"expected bin_width > 0, got {bin_width}")
         self.link, self.bin_width = link, float(bin_width)
 
+    def get_config(self) -> dict:
+        return {"link": self.link, "bin_width": self.bin_width}
+
+    def latent_guess(self, y: torch.Tensor) -> torch.Tensor:
+        rate = (y.mean() / self.bin_width).clamp_min(1e-3)
+        return torch.log(rate) if self.link == "exp" else torch.log(torch.expm1(rate))
+
     def rate(self, f: torch.Tensor) -> torch.Tensor:
         """Expected count per bin, :math:`\\Delta g(f)`."""
         return self.bin_width * (torch.exp(f) if self.link == "exp" else F.softplus(f))

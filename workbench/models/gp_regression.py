@@ -1,4 +1,4 @@
-"""Shared base of Gaussian-likelihood GP regression models (dense and state-space)."""
+"""Shared base of GP regression models on one labelled dim (dense and state-space)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,13 @@ from workbench.inference import (
 )
 from workbench.io import make_attrs, predictive_to_dataset
 from workbench.kernels import kernel_from_spec, kernel_to_spec
+from workbench.likelihoods import (
+    Gaussian,
+    Likelihood,
+    likelihood_from_spec,
+    likelihood_to_spec,
+    make_likelihood,
+)
 from workbench.models.base import Model, Posterior
 from workbench.models.training import optimize
 
@@ -29,17 +36,19 @@ __all__ = ["GPRegression"]
 
 
 class GPRegression(Model):
-    r"""Base of GP regression models with a Gaussian likelihood on one labelled dim.
+    r"""Base of GP regression models on one labelled dim.
 
     Subclasses supply the numerics (:meth:`_log_marginals`, :meth:`predict_moments`); this class
     owns the parameters (kernel, noise :math:`\sigma^2`, prior mean :math:`c` or
-    :math:`c + s\,x` with ``trend="linear"``), the xarray edges, fitting, persistence and reprs.
+    :math:`c + s\,x` with ``trend="linear"``), the likelihood (Gaussian, or another
+    :mod:`workbench.likelihoods` model where the subclass supports CVI), the xarray edges,
+    fitting, persistence and reprs.
     """
 
     def __init__(
         self,
         kernel: Kernel,
-        likelihood: str = "gaussian",
+        likelihood: str | Likelihood = "gaussian",
         *,
         noise: float = 0.1,
         mean: float = 0.0,
@@ -51,16 +60,18 @@ class GPRegression(Model):
         super().__init__()
         if not isinstance(kernel, Kernel):
             raise TypeError(f"expected a gpytorch Kernel, got {type(kernel).__name__}")
-        if likelihood != "gaussian":
-            raise ValueError(
-                f"expected likelihood='gaussian' for {type(self).__name__}, got {likelihood!r}"
-            )
+        observation = self._observation_model(likelihood)
+        if observation is not None and not share_hyperparameters:
+            raise ValueError("share_hyperparameters=False needs likelihood='gaussian' for now")
         if not noise > 0:
             raise ValueError(f"expected noise > 0, got {noise}")
         if trend not in ("constant", "linear"):
             raise ValueError(f"expected trend in ('constant', 'linear'), got {trend!r}")
         self.kernel = kernel
-        self.likelihood = likelihood
+        if isinstance(observation, Gaussian):
+            noise, observation = observation.noise.item(), None
+        self.observation = observation
+        self.likelihood = "gaussian" if observation is None else likelihood_to_spec(observation)
         self.time_unit = time_unit
         self.axis = TimeAxis(**axis) if axis is not None else None
         self.raw_noise = torch.nn.Parameter(torch.zeros(()))
@@ -73,6 +84,22 @@ class GPRegression(Model):
         self.set_hyperparameter("noise", noise)
         self.share_hyperparameters = bool(share_hyperparameters)
         self.members: torch.nn.ModuleList | None = None
+
+    #: Subclasses that can fit non-Gaussian likelihoods (by CVI) set this.
+    supports_cvi: bool = False
+
+    def _observation_model(self, likelihood: str | Likelihood) -> Likelihood | None:
+        if isinstance(likelihood, str) and likelihood == "gaussian":
+            return None
+        if isinstance(likelihood, dict):
+            likelihood = likelihood_from_spec(likelihood)
+        observation = make_likelihood(likelihood)
+        if not self.supports_cvi and not isinstance(observation, Gaussian):
+            raise ValueError(
+                f"expected likelihood='gaussian' for {type(self).__name__}, got "
+                f"{type(observation).__name__}; use wb.MarkovGP for non-Gaussian likelihoods"
+            )
+        return observation
 
     def _make_members(self, n: int) -> None:
         """One independent copy of this model per series (``share_hyperparameters=False``)."""
@@ -119,9 +146,13 @@ class GPRegression(Model):
         return self.mean.expand(x.shape)
 
     def _initialize_mean(self, obs: Observations) -> None:
-        # least squares of the observed values on [1] or [1, x]
+        # least squares of the observed values (latent-scale guesses for non-Gaussian) on [1, x]
         x = obs.x.to(self.mean).expand(obs.y.shape)[obs.mask]
         y = obs.y.to(self.mean)[obs.mask]
+        if self.observation is not None:
+            with torch.no_grad():
+                self.mean.copy_(self.observation.latent_guess(y))
+            return
         design = torch.stack([torch.ones_like(x), x], -1) if self.trend == "linear" else None
         with torch.no_grad():
             if design is None or x.unique().numel() < 2:
@@ -169,7 +200,8 @@ class GPRegression(Model):
 
     # -- data ----------------------------------------------------------------------------------
     def _observe(self, da: xr.DataArray, dim: str) -> Observations:
-        obs = from_dataarray(da, dim, time_unit=self.time_unit, axis=self.axis)
+        support = "real" if self.observation is None else self.observation.support
+        obs = from_dataarray(da, dim, support=support, time_unit=self.time_unit, axis=self.axis)
         if self.axis is not None and self.axis.kind != obs.axis.kind:
             raise DTypeError(
                 f"expected {self.axis.kind} coordinates for dim {dim!r} as at fit time, got "
@@ -222,6 +254,8 @@ class GPRegression(Model):
         """
         if method not in ("marginal", "whittle"):
             raise ValueError(f"expected method in ('marginal', 'whittle'), got {method!r}")
+        if method == "whittle" and self.observation is not None:
+            raise ValueError("method='whittle' needs likelihood='gaussian'; use 'marginal'")
         obs = self._observe(da, dim)
         if self.axis is None:
             self._initialize_mean(obs)
@@ -231,6 +265,10 @@ class GPRegression(Model):
                 for i, member in enumerate(self.members):
                     member._initialize_mean(obs.series(i))
                     member.axis = obs.axis
+        lr = lr if lr is not None else (1.0 if optimizer == "lbfgs" else 0.01)
+        if self.observation is not None:
+            self._fit_cvi(obs, steps, lr, optimizer, progress, callback, learn_hyperparameters)
+            return self
         if not learn_hyperparameters:
             return self
         loss = self._whittle_loss(obs) if method == "whittle" else None
@@ -241,7 +279,7 @@ class GPRegression(Model):
             self,
             loss,
             steps=steps,
-            lr=lr if lr is not None else (1.0 if optimizer == "lbfgs" else 0.01),
+            lr=lr,
             optimizer=optimizer,
             progress=progress,
             desc=type(self).__name__,
@@ -314,6 +352,8 @@ class GPRegression(Model):
         """
         obs = self._observe(da, dim)
         x_new, coords = resolve_at(obs, at)
+        if observation_noise and self.observation is not None:
+            raise ValueError("observation_noise=True needs likelihood='gaussian'")
         post = self._per_series(obs, "predict_moments", x_new)
         variance = post.variance + (self._noise_per_series(obs) if observation_noise else 0.0)
         attrs = make_attrs(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from workbench.data import Observations
+from workbench.inference import Sites, cvi, cvi_elbo, sites_to_observations
 from workbench.kernels.statespace import StateSpaceKernel
 from workbench.models.base import Posterior
 from workbench.models.gp_regression import GPRegression
+from workbench.models.training import optimize
+from workbench.progress import progress_bar
 from workbench.ssm import (
     FilterResult,
     SmootherResult,
@@ -48,8 +52,15 @@ class MarkovGP(GPRegression):
     ----------
     kernel : StateSpaceKernel
         e.g. ``wb.kernels.HidaMaternKernel(order=1) + wb.kernels.MaternKernel(nu=2.5)``.
-    likelihood : {"gaussian"}
-        Observation model.
+    likelihood : str or workbench.likelihoods.Likelihood
+        ``"gaussian"`` (exact inference), or ``"poisson"``, ``"bernoulli"``,
+        ``"negative_binomial"`` or a likelihood object (e.g. ``Poisson(bin_width=0.01)``):
+        then the posterior is the CVI approximation (Gaussian sites on the latent, smoothed by
+        the same filters; :meth:`log_marginal_likelihood` returns the ELBO) and ``fit`` runs
+        variational EM. Data are checked against the likelihood's support (e.g. counts).
+    cvi_steps, cvi_lr, m_steps : int, float, int
+        CVI iterations per E-step (and for ``posterior``), the damping of each site step, and
+        hyper-parameter iterations per M-step; used by non-Gaussian likelihoods only.
     parallel : {"auto", True, False}
         ``True``: filter and smooth by associative scans (O(log T) depth, each level one batched
         tensor operation: the fast path on GPUs). ``False``: the sequential recursions, compiled
@@ -76,6 +87,9 @@ class MarkovGP(GPRegression):
         likelihood: str = "gaussian",
         *,
         parallel: bool | str = "auto",
+        cvi_steps: int = 30,
+        cvi_lr: float = 0.7,
+        m_steps: int = 5,
         **kwargs: Any,
     ) -> None:
         if parallel not in ("auto", True, False):
@@ -85,27 +99,42 @@ class MarkovGP(GPRegression):
                 f"expected a state-space kernel (wb.kernels.HidaMaternKernel, MaternKernel or "
                 f"sums of them), got {type(kernel).__name__}; use wb.ExactGP for other kernels"
             )
+        if cvi_steps < 1 or not 0 < cvi_lr <= 1 or m_steps < 0:
+            raise ValueError(
+                f"expected cvi_steps >= 1, 0 < cvi_lr <= 1 and m_steps >= 0, got {cvi_steps}, "
+                f"{cvi_lr}, {m_steps}"
+            )
         super().__init__(kernel, likelihood, **kwargs)
         self.parallel = parallel
+        self.cvi_steps, self.cvi_lr, self.m_steps = int(cvi_steps), float(cvi_lr), int(m_steps)
+
+    supports_cvi = True
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "parallel": self.parallel}
+        config = {**super().get_config(), "parallel": self.parallel}
+        if self.observation is not None:
+            config.update(cvi_steps=self.cvi_steps, cvi_lr=self.cvi_lr, m_steps=self.m_steps)
+        return config
 
     @classmethod
     def _init_kwargs(cls, config: dict[str, Any]) -> dict[str, Any]:
-        return {**super()._init_kwargs(config), "parallel": config.get("parallel", "auto")}
+        extra = {k: config[k] for k in ("cvi_steps", "cvi_lr", "m_steps") if k in config}
+        return {**super()._init_kwargs(config), "parallel": config.get("parallel", "auto"), **extra}
 
     def _use_scans(self) -> bool:
         if self.parallel == "auto":
             return not compiled_available(self.mean)
         return bool(self.parallel)
 
-    def _filter(self, ssm: tuple, y: torch.Tensor, mask: torch.Tensor) -> FilterResult:
+    def _filter(
+        self, ssm: tuple, y: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> FilterResult:
         A, Q, H, Pinf, which = ssm
+        noise = self.noise if noise is None else noise
         if not self._use_scans() and compiled_available(self.mean):
-            return compiled_kalman_filter(A, Q, H, y, self.noise, mask, Pinf, which)
+            return compiled_kalman_filter(A, Q, H, y, noise, mask, Pinf, which)
         run = parallel_kalman_filter if self._use_scans() else kalman_filter
-        return run(A[which], Q[which], H, y, self.noise, mask, Pinf)
+        return run(A[which], Q[which], H, y, noise, mask, Pinf)
 
     def _smoother(self, ssm: tuple, filtered: FilterResult) -> SmootherResult:
         A, which = ssm[0], ssm[-1]
@@ -125,30 +154,119 @@ class MarkovGP(GPRegression):
         return A, Q, sde.H / d, d[:, None] * sde.Pinf * d[None, :], which
 
     def _log_marginals(self, obs: Observations) -> torch.Tensor:
+        if self.observation is not None:
+            return self._elbo(obs, self._run_cvi(obs).sites)
         x = obs.x.to(self.mean)
         y = obs.y.to(self.mean) - self.prior_mean(x)
         return self._filter(self._state_space(x), y, obs.mask).log_marginal
 
     def predict_moments(self, obs: Observations, x_new: torch.Tensor) -> Posterior:
-        grid, y, mask, pick = self._prediction_grid(obs, x_new.to(self.mean))
+        noise = None
+        if self.observation is not None:  # condition on the CVI sites as pseudo-observations
+            y_pseudo, noise, mask = sites_to_observations(self._run_cvi(obs).sites)
+            obs = replace(obs, y=y_pseudo, mask=mask)
+        grid, y, mask, pick, noise = self._prediction_grid(obs, x_new.to(self.mean), noise)
         with torch.no_grad():
             ssm = self._state_space(grid)
-            smoothed = self._smoother(ssm, self._filter(ssm, y, mask))
+            smoothed = self._smoother(ssm, self._filter(ssm, y, mask, noise))
             h = ssm[2][0]
             mean = smoothed.mean @ h + self.prior_mean(grid)
             variance = (smoothed.cov @ h) @ h
         return Posterior(mean[..., pick], variance[..., pick].clamp_min(0.0))
 
-    def _prediction_grid(self, obs: Observations, x_new: torch.Tensor) -> tuple:
-        """Union of data and prediction coordinates, data on it, and where predictions sit."""
+    def _prediction_grid(
+        self, obs: Observations, x_new: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple:
+        """Union of data and prediction coordinates, the data (and per-bin noise) on it, and
+        where the predictions sit."""
         x_obs = obs.x.to(self.mean)
         y_obs = obs.y.to(self.mean) - self.prior_mean(x_obs)
         if x_new.shape == x_obs.shape and torch.equal(x_new, x_obs):
-            return x_obs, y_obs, obs.mask, slice(None)
+            return x_obs, y_obs, obs.mask, slice(None), noise
         grid, where = torch.unique(torch.cat([x_obs, x_new]), sorted=True, return_inverse=True)
         n = x_obs.shape[0]
         y = y_obs.new_zeros(*obs.batch_shape, grid.shape[0])
         mask = torch.zeros(y.shape, dtype=torch.bool, device=y.device)
         y[..., where[:n]] = y_obs
         mask[..., where[:n]] = obs.mask
-        return grid, y, mask, where[n:]
+        if noise is not None:
+            on_grid = torch.ones_like(y)
+            on_grid[..., where[:n]] = noise
+            noise = on_grid
+        return grid, y, mask, where[n:], noise
+
+    # -- non-Gaussian likelihoods: conjugate-computation VI ---------------------------------
+    def _cvi_smoother(self, x: torch.Tensor):
+        """Latent marginals of f given Gaussian pseudo-observations on the grid ``x``."""
+        ssm = self._state_space(x)
+        c, h = self.prior_mean(x), ssm[2][0]
+
+        def smoother(y_pseudo: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor):
+            filtered = self._filter(ssm, y_pseudo - c, mask, noise)
+            smoothed = self._smoother(ssm, filtered)
+            return smoothed.mean @ h + c, (smoothed.cov @ h) @ h, filtered.log_marginal
+
+        return smoother
+
+    def _run_cvi(self, obs: Observations, sites: Sites | None = None, steps: int | None = None):
+        with torch.no_grad():
+            return cvi(
+                obs.y.to(self.mean),
+                obs.mask,
+                self.observation,
+                self._cvi_smoother(obs.x.to(self.mean)),
+                steps=self.cvi_steps if steps is None else steps,
+                lr=self.cvi_lr,
+                sites=sites,
+            )
+
+    def _elbo(self, obs: Observations, sites: Sites) -> torch.Tensor:
+        with torch.no_grad():
+            mean, var, log_marginal = self._cvi_smoother(obs.x.to(self.mean))(
+                *sites_to_observations(sites)
+            )
+            y = obs.y.to(self.mean)
+            return cvi_elbo(y, obs.mask, self.observation, sites, mean, var, log_marginal)
+
+    def _pseudo_data_loss(self, x: torch.Tensor, sites: Sites, n: int):
+        """Negative log marginal likelihood of the sites as Gaussian pseudo-data, per value."""
+        y_pseudo, noise, mask = sites_to_observations(sites)
+
+        def loss() -> torch.Tensor:
+            y = y_pseudo - self.prior_mean(x)
+            return -self._filter(self._state_space(x), y, mask, noise).log_marginal.sum() / n
+
+        return loss
+
+    def _fit_cvi(
+        self,
+        obs: Observations,
+        steps: int,
+        lr: float,
+        optimizer: str,
+        progress: bool | None,
+        callback: Any,
+        learn: bool,
+    ) -> None:
+        r"""Variational EM: CVI on the sites, then hyper-parameter steps on log Z(pseudo-data).
+
+        At a CVI fixed point the ELBO's gradient in the hyper-parameters equals that of the
+        pseudo-data log marginal likelihood (the site terms cancel), so the M-step is an exact
+        Gaussian marginal-likelihood step with per-bin noise :math:`1/\lambda_t`.
+        """
+        x, n = obs.x.to(self.mean), obs.n_observed
+        sites, trace = None, []  # sites warm-start across outer steps
+        with progress_bar(steps, type(self).__name__, progress) as bar:
+            for step in range(steps):
+                sites = self._run_cvi(obs, sites).sites
+                if learn:
+                    loss = self._pseudo_data_loss(x, sites, n)
+                    optimize(
+                        self, loss, steps=self.m_steps, lr=lr, optimizer=optimizer, progress=False
+                    )
+                trace.append(self._elbo(obs, sites).sum().item())
+                bar.update(1)
+                bar.set_postfix(elbo=f"{trace[-1]:.4g}")
+                if callback is not None:
+                    callback(step, -trace[-1] / n)
+        self.fit_elbo = trace
