@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from workbench import data, errors, inference, io, kernels, likelihoods, models, ssm
+from workbench import data, errors, inference, io, kernels, likelihoods, models, simulate, ssm
 from workbench.datasets import list_datasets, load_dataset
 from workbench.models import ExactGP, MarkovGP
 from workbench.persistence import load
@@ -28,5 +28,6 @@ __all__ = [
     "load",
     "load_dataset",
     "models",
+    "simulate",
     "ssm",
 ]
