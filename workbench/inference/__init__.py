@@ -7,6 +7,7 @@ from workbench.inference.cvi import Sites as Sites
 from workbench.inference.cvi import cvi as cvi
 from workbench.inference.cvi import cvi_elbo as cvi_elbo
 from workbench.inference.cvi import cvi_site_update as cvi_site_update
+from workbench.inference.cvi import site_kl as site_kl
 from workbench.inference.cvi import sites_to_observations as sites_to_observations
 from workbench.inference.dense_gp import DenseGPPrediction as DenseGPPrediction
 from workbench.inference.dense_gp import dense_gp_log_marginal as dense_gp_log_marginal
@@ -30,6 +31,7 @@ __all__ = [
     "is_regular_grid",
     "periodogram",
     "robust_cholesky",
+    "site_kl",
     "sites_to_observations",
     "whittle_log_likelihood",
 ]

@@ -31,7 +31,15 @@ import torch
 
 from workbench.likelihoods import Likelihood
 
-__all__ = ["CVIResult", "Sites", "cvi", "cvi_elbo", "cvi_site_update", "sites_to_observations"]
+__all__ = [
+    "CVIResult",
+    "Sites",
+    "cvi",
+    "cvi_elbo",
+    "cvi_site_update",
+    "site_kl",
+    "sites_to_observations",
+]
 
 #: ``smoother(y_pseudo, noise, mask) -> (mean, var, log_marginal)`` of the latent f.
 Smoother = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
@@ -77,6 +85,25 @@ def cvi_site_update(
     return Sites(info, precision)
 
 
+def site_kl(
+    sites: Sites,
+    mean: torch.Tensor,  # shape: (*batch, T) marginals of q
+    var: torch.Tensor,
+    log_marginal_pseudo: torch.Tensor,  # shape: (*batch,) from the smoother's filter
+) -> torch.Tensor:
+    r""":math:`\mathrm{KL}(q\,\|\,p) = \sum_t \mathbb E_q[\log \tilde t_t] - \log Z` per series.
+
+    :math:`\log Z = \log \int p(f)\prod_t \tilde t_t(f_t)\,df` is the pseudo-data marginal
+    likelihood plus the Gaussian normalisers of the sites.
+    """
+    _, _, site_mask = sites_to_observations(sites)
+    lam = torch.where(site_mask, sites.precision, torch.ones_like(sites.precision))
+    normaliser = 0.5 * (math.log(2 * math.pi) - torch.log(lam)) + 0.5 * sites.info.square() / lam
+    log_z = log_marginal_pseudo + torch.where(site_mask, normaliser, 0.0).sum(-1)
+    e_log_sites = sites.info * mean - 0.5 * sites.precision * (mean.square() + var)
+    return e_log_sites.sum(-1) - log_z
+
+
 def cvi_elbo(
     y: torch.Tensor,
     mask: torch.Tensor,
@@ -86,19 +113,10 @@ def cvi_elbo(
     var: torch.Tensor,
     log_marginal_pseudo: torch.Tensor,  # shape: (*batch,) from the smoother's filter
 ) -> torch.Tensor:
-    r"""ELBO per series: :math:`\sum_t E_t - \mathrm{KL}(q\,\|\,p)`.
-
-    :math:`\mathrm{KL} = \sum_t \mathbb E_q[\log \tilde t_t] - \log Z`, where
-    :math:`\log Z = \log \int p(f)\prod_t \tilde t_t(f_t)\,df` is the pseudo-data marginal
-    likelihood plus the Gaussian normalisers of the sites.
-    """
+    r"""ELBO per series: :math:`\sum_t E_t - \mathrm{KL}(q\,\|\,p)` (see :func:`site_kl`)."""
     expected = likelihood.expected_log_prob(y, mean, var).value
-    _, _, site_mask = sites_to_observations(sites)
-    lam = torch.where(site_mask, sites.precision, torch.ones_like(sites.precision))
-    normaliser = 0.5 * (math.log(2 * math.pi) - torch.log(lam)) + 0.5 * sites.info.square() / lam
-    log_z = log_marginal_pseudo + torch.where(site_mask, normaliser, 0.0).sum(-1)
-    e_log_sites = sites.info * mean - 0.5 * sites.precision * (mean.square() + var)
-    return torch.where(mask, expected, 0.0).sum(-1) - (e_log_sites.sum(-1) - log_z)
+    kl = site_kl(sites, mean, var, log_marginal_pseudo)
+    return torch.where(mask, expected, 0.0).sum(-1) - kl
 
 
 def cvi(

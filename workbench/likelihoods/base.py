@@ -55,9 +55,21 @@ class Likelihood(torch.nn.Module):
         """A constant latent value matching the data's average (starts the prior mean)."""
         return y.mean()
 
+    def latent_guess_per_unit(self, means: torch.Tensor) -> torch.Tensor:
+        """:meth:`latent_guess` for each entry of a vector of per-unit data means."""
+        return torch.stack([self.latent_guess(m.reshape(1)) for m in means])
+
     def log_prob(self, y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         """Elementwise :math:`\\log p(y \\mid f)`."""
         raise NotImplementedError
+
+    def expected_log_prob_value(
+        self, y: torch.Tensor, mean: torch.Tensor, var: torch.Tensor
+    ) -> torch.Tensor:
+        """Differentiable :math:`E` alone (for M-steps on readouts and likelihood parameters)."""
+        x, w = gauss_hermite(self.quadrature_points, mean)
+        f = mean[..., None] + torch.sqrt(2.0 * var.clamp_min(0.0))[..., None] * x
+        return (self.log_prob(y[..., None], f) * w).sum(-1)
 
     def expected_log_prob(
         self, y: torch.Tensor, mean: torch.Tensor, var: torch.Tensor

@@ -39,6 +39,9 @@ class Gaussian(Likelihood):
         s2 = self.noise
         return -0.5 * (torch.log(2 * math.pi * s2) + (y - f).square() / s2)
 
+    def expected_log_prob_value(self, y, mean, var) -> torch.Tensor:
+        return self.expected_log_prob(y, mean, var).value
+
     def expected_log_prob(self, y, mean, var) -> ExpectedLogProb:
         s2 = self.noise
         value = -0.5 * (torch.log(2 * math.pi * s2) + ((y - mean).square() + var) / s2)

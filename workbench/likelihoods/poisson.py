@@ -47,6 +47,11 @@ class Poisson(Likelihood):
     def log_prob(self, y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         return torch.distributions.Poisson(self.rate(f), validate_args=False).log_prob(y)
 
+    def expected_log_prob_value(self, y, mean, var) -> torch.Tensor:
+        if self.link != "exp":
+            return super().expected_log_prob_value(y, mean, var)
+        return self.expected_log_prob(y, mean, var).value
+
     def expected_log_prob(self, y, mean, var) -> ExpectedLogProb:
         if self.link != "exp":
             return super().expected_log_prob(y, mean, var)

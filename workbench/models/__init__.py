@@ -7,6 +7,15 @@ from workbench.models.base import ParameterSpec as ParameterSpec
 from workbench.models.base import Posterior as Posterior
 from workbench.models.exact_gp import ExactGP as ExactGP
 from workbench.models.gp_regression import GPRegression as GPRegression
+from workbench.models.latent_trajectory import LatentTrajectoryGP as LatentTrajectoryGP
 from workbench.models.markov_gp import MarkovGP as MarkovGP
 
-__all__ = ["ExactGP", "GPRegression", "MarkovGP", "Model", "ParameterSpec", "Posterior"]
+__all__ = [
+    "ExactGP",
+    "GPRegression",
+    "LatentTrajectoryGP",
+    "MarkovGP",
+    "Model",
+    "ParameterSpec",
+    "Posterior",
+]

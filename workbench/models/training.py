@@ -24,6 +24,7 @@ def optimize(
     progress: bool | None = None,
     desc: str = "fit",
     callback: Callable[[int, float], None] | None = None,
+    params: list[torch.nn.Parameter] | None = None,
 ) -> list[float]:
     """Minimise ``loss_fn()`` over ``module``'s parameters with Adam or L-BFGS.
 
@@ -43,6 +44,8 @@ def optimize(
         Show a ``tqdm.auto`` bar (``None``: unless disabled by the environment).
     callback : callable, optional
         Called as ``callback(step, loss)`` after every step (explorers update their bar).
+    params : list of Parameter, optional
+        Optimise only these (default: every parameter of ``module`` that requires grad).
 
     Returns
     -------
@@ -63,7 +66,8 @@ def optimize(
     """
     if steps < 0:
         raise ValueError(f"expected steps >= 0, got {steps}")
-    params = [p for p in module.parameters() if p.requires_grad]
+    if params is None:
+        params = [p for p in module.parameters() if p.requires_grad]
     opt = _optimizer(optimizer, params, lr)
     losses: list[float] = []
     good_state, restarts = _snapshot(module), 0

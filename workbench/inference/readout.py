@@ -1,0 +1,62 @@
+r"""Linear-readout expectations for latent-variable models (GPFA-style), per unit and bin.
+
+With latents :math:`x_t \in \mathbb R^K` under a mean-field Gaussian :math:`q` (means
+:math:`m_{kt}`, variances :math:`v_{kt}`) and :math:`\eta_{nt} = c_n^\top x_t + d_n`,
+
+.. math::
+    \mu_{nt} = c_n^\top m_t + d_n, \qquad s^2_{nt} = \sum_k c_{nk}^2 v_{kt},
+
+and the expected log-likelihood :math:`E_{nt}(\mu, s^2)` pulls back to the latents by the chain
+rule: :math:`\partial_{m_{kt}} = \sum_n c_{nk}\partial_\mu E_{nt}` and
+:math:`\partial_{v_{kt}} = \sum_n c_{nk}^2 \partial_{s^2} E_{nt}`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from workbench.likelihoods import Likelihood
+
+__all__ = ["LatentGradients", "latent_expectations", "readout_moments"]
+
+
+class LatentGradients(NamedTuple):
+    value: torch.Tensor  # shape: (*batch,) summed expected log-likelihood
+    d_mean: torch.Tensor  # shape: (*batch, K, T)
+    d_var: torch.Tensor  # shape: (*batch, K, T)
+
+
+def readout_moments(
+    mean: torch.Tensor,  # shape: (*batch, K, T)
+    var: torch.Tensor,  # shape: (*batch, K, T)
+    C: torch.Tensor,  # shape: (N, K)
+    d: torch.Tensor,  # shape: (N,)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of :math:`\\eta` (each (*batch, N, T))."""
+    mu = torch.einsum("nk,...kt->...nt", C, mean) + d[:, None]
+    return mu, torch.einsum("nk,...kt->...nt", C.square(), var)
+
+
+def latent_expectations(
+    likelihood: Likelihood,
+    y: torch.Tensor,  # shape: (*batch, N, T)
+    mask: torch.Tensor,  # shape: (*batch, N, T)
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    C: torch.Tensor,
+    d: torch.Tensor,
+) -> LatentGradients:
+    """Expected log-likelihood and its gradients in the latent marginals (masked bins: 0)."""
+    mu, s2 = readout_moments(mean, var, C, d)
+    e = likelihood.expected_log_prob(y, mu, s2)
+    zero = torch.zeros_like(mu)
+    g_mu = torch.where(mask, e.d_mean, zero)
+    g_s2 = torch.where(mask, e.d_var, zero)
+    value = torch.where(mask, e.value, zero).sum((-2, -1))
+    return LatentGradients(
+        value,
+        torch.einsum("nk,...nt->...kt", C, g_mu),
+        torch.einsum("nk,...nt->...kt", C.square(), g_s2),
+    )
