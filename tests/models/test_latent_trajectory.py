@@ -103,3 +103,42 @@ def test_without_trial_dim_and_bad_input():
     extra = xr.concat([single, single], dim="session")
     with pytest.raises(DimensionError, match="session"):
         lt.posterior(extra)
+
+
+def test_posterior_draws_match_the_moments_and_feed_arviz():
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ds = wb.simulate.latent_spikes(
+        n_units=6, n_latents=2, n_trials=2, n_bins=60, latent="gp", seed=5
+    )
+    lt = wb.LatentTrajectoryGP(2, likelihood=Poisson(bin_width=0.01), cvi_steps=5)
+    lt.fit(ds.spikes, steps=2, progress=False)
+    post = lt.posterior()
+    draws = lt.sample_latents(2000, seed=1).numpy()  # (S, R, K, T)
+    mean = draws.mean(0).transpose(0, 2, 1)
+    var = draws.var(0).transpose(0, 2, 1)
+    sd = np.sqrt(post.latent_variance.values)
+    assert np.abs(mean - post.latent_mean.values).max() < 5 * sd.max() / np.sqrt(2000)
+    np.testing.assert_allclose(var, post.latent_variance.values, rtol=0.15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import arviz as az
+
+        idata = lt.to_inference_data(num_samples=50, log_likelihood=True)
+        assert {"posterior", "posterior_predictive", "observed_data", "log_likelihood"} <= set(
+            idata.groups()
+        )
+        assert idata.posterior["latent_trajectory"].dims == (
+            "chain",
+            "draw",
+            "trial",
+            "time",
+            "latent",
+        )
+        assert idata.observed_data["spikes"].dims == ("trial", "time", "unit")
+        summary = az.summary(idata, var_names=["latent_trajectory"], kind="stats")
+        assert len(summary) == 2 * 60 * 2
+        az.plot_ppc(idata, data_pairs={"spikes": "spikes"}, num_pp_samples=10)

@@ -83,3 +83,17 @@ def test_shared_transitions_by_index_equal_expanded():
     assert steps.numel() < T - 1
     torch.testing.assert_close(shared.log_marginal, full.log_marginal, rtol=0, atol=1e-12)
     torch.testing.assert_close(grad_shared, grad_full, rtol=1e-12, atol=1e-12)
+
+
+def test_mask_and_noise_broadcast_over_leading_batch_dims():
+    x, y, mask = _problem(T=30, batch=(3,))
+    kernel = MaternKernel(nu=1.5).double().requires_grad_(False)
+    A, Q = kernel.discretize(x.diff())
+    sde = kernel.sde()
+    noise = torch.linspace(0.05, 0.2, 30, dtype=torch.float64).expand(3, 30)
+    y4 = y.expand(4, 3, 30)  # mask and noise are (3, T): broadcast over the leading 4
+    out = compiled_kalman_filter(A, Q, sde.H, y4, noise, mask, sde.Pinf)
+    ref = kalman_filter(A, Q, sde.H, y, noise, mask, sde.Pinf)
+    for b in range(4):
+        torch.testing.assert_close(out.mean[b], ref.mean, rtol=0, atol=1e-12)
+        torch.testing.assert_close(out.log_marginal[b], ref.log_marginal, rtol=0, atol=1e-12)

@@ -15,7 +15,7 @@ from workbench.data import Observations, TimeAxis, from_dataarray
 from workbench.errors import DimensionError, WorkbenchWarning
 from workbench.inference import Sites, site_kl, sites_to_observations
 from workbench.inference.readout import latent_expectations, readout_moments
-from workbench.io import make_attrs
+from workbench.io import make_attrs, samples_to_inference_data
 from workbench.kernels import MaternKernel, StateSpaceKernel, kernel_from_spec, kernel_to_spec
 from workbench.likelihoods import (
     Likelihood,
@@ -25,6 +25,7 @@ from workbench.likelihoods import (
     make_likelihood,
 )
 from workbench.models.base import Model
+from workbench.models.latent_sampling import draw_latents
 from workbench.models.markov_gp import MarkovGP
 from workbench.models.training import optimize
 from workbench.progress import progress_bar
@@ -275,12 +276,8 @@ class LatentTrajectoryGP(Model):
         return loss
 
     # -- outputs -------------------------------------------------------------------------------
-    def posterior(self, spikes: xr.DataArray | None = None) -> xr.Dataset:
-        """Latent means/variances (trial, time, latent) and, for Poisson, rates (trial, time, unit).
-
-        ``spikes=None`` uses the data of the last ``fit``; new data run a fresh E-step with the
-        learned readout and kernels.
-        """
+    def _variational(self, spikes: xr.DataArray | None):
+        """Data, grid and sites defining q (stored after fit, or a fresh E-step on spikes)."""
         if self.C is None:
             raise RuntimeError("fit the model before asking for its posterior")
         sites = None
@@ -291,10 +288,72 @@ class LatentTrajectoryGP(Model):
         obs, y, mask = self._observe(spikes)
         x = obs.x.to(torch.float64)
         steps = self.cvi_steps if sites is None else 0  # fitted sites: smooth only
-        sites, mean, var, log_z = self._estep(x, y, mask, sites, steps)
-        return self._to_dataset(
-            spikes, obs, mean, var, self._elbo(y, mask, sites, mean, var, log_z)
+        return spikes, obs, x, y, mask, self._estep(x, y, mask, sites, steps)
+
+    def sample_latents(
+        self, num_samples: int = 100, spikes: xr.DataArray | None = None, seed: int = 0
+    ) -> torch.Tensor:
+        """Joint posterior draws of the latent trajectories, shape (draw, trial, latent, time).
+
+        Exact samples of q by Matheron's rule (see :func:`draw_latents`), O(T) per draw.
+        """
+        _, _, x, _, _, (sites, *_) = self._variational(spikes)
+        return draw_latents(self.latents, x, sites, num_samples, seed)
+
+    def to_inference_data(
+        self,
+        spikes: xr.DataArray | None = None,
+        num_samples: int = 100,
+        *,
+        log_likelihood: bool = False,
+        seed: int = 0,
+    ) -> Any:
+        """ArviZ groups: posterior ``latent_trajectory`` draws, posterior-predictive and observed
+        ``spikes``.
+
+        ``log_likelihood=True`` adds pointwise log-likelihoods per (trial, time, unit) for
+        ``az.loo`` (memory: draws x trials x bins x units values).
+        """
+        data, _, x, y, mask, (sites, *_) = self._variational(spikes)
+        latents = draw_latents(self.latents, x, sites, num_samples, seed)  # (S, R, K, T)
+        eta = torch.einsum("nk,srkt->srnt", self.C.detach(), latents) + self.d.detach()[:, None]
+        g = torch.Generator().manual_seed(seed + 1)
+        groups: dict[str, dict] = {
+            "posterior": {"latent_trajectory": latents.permute(0, 1, 3, 2)[None]},
+            "observed_data": {"spikes": y.permute(0, 2, 1)},
+        }
+        if isinstance(self.observation, Poisson):
+            rate = self.observation.rate(eta)
+            groups["posterior_predictive"] = {
+                "spikes": torch.poisson(rate, generator=g).permute(0, 1, 3, 2)[None]
+            }
+        if log_likelihood:
+            ll = torch.where(mask, self.observation.log_prob(y, eta), torch.nan)
+            groups["log_likelihood"] = {"spikes": ll.permute(0, 1, 3, 2)[None]}
+        trials = data[self.trial_dim].values if self.trial_dim in data.dims else np.arange(1)
+        coords = {
+            "trial": trials,
+            "time": data["time"].values,
+            "latent": np.arange(self.n_latents),
+            "unit": data[self.unit_dim].values,
+        }
+        dims = {
+            "latent_trajectory": ["trial", "time", "latent"],
+            "spikes": ["trial", "time", "unit"],
+        }
+        return samples_to_inference_data(
+            groups, dims=dims, coords=coords, attrs=make_attrs(type(self).__name__)
         )
+
+    def posterior(self, spikes: xr.DataArray | None = None) -> xr.Dataset:
+        """Latent means/variances (trial, time, latent) and, for Poisson, rates (trial, time, unit).
+
+        ``spikes=None`` uses the data of the last ``fit``; new data run a fresh E-step with the
+        learned readout and kernels.
+        """
+        spikes, obs, _, y, mask, (sites, mean, var, log_z) = self._variational(spikes)
+        elbo = self._elbo(y, mask, sites, mean, var, log_z)
+        return self._to_dataset(spikes, obs, mean, var, elbo)
 
     def _to_dataset(self, spikes, obs, mean, var, elbo) -> xr.Dataset:
         trial = self.trial_dim in obs.batch_dims

@@ -79,7 +79,7 @@ def compiled_kalman_filter(
     """
     batch, T = y.shape[:-1], y.shape[-1]
     R = torch.as_tensor(R, dtype=y.dtype).expand(*batch, T).reshape(-1, T)
-    flat_mask = mask.reshape(-1, T)
+    flat_mask = mask.expand(y.shape).reshape(-1, T)  # numba does not broadcast (or bound-check)
     idx = _index(T, index)
     lml, m, P, mp, Pp = _LogMarginal.apply(A, Q, idx, H[0], y.reshape(-1, T), R, flat_mask, Pinf)
     S = A.shape[-1]
