@@ -122,6 +122,10 @@ class TimeAxis:
         ns = np.rint(x * _NS_PER_UNIT[self.unit]).astype(np.int64)
         return np.datetime64(self.origin, "ns") + ns.astype("timedelta64[ns]")
 
+    def to_config(self) -> dict[str, str | None]:
+        """Constructor arguments (JSON-able), for saved models: ``TimeAxis(**config)``."""
+        return {"kind": self.kind, "unit": self.unit, "origin": self.origin}
+
     def to_attrs(self) -> dict[str, str]:
         """Attributes recording the map (serialisable to netCDF)."""
         if not self.is_datetime:

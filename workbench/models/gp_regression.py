@@ -173,11 +173,7 @@ class GPRegression(Model):
         if self.members is not None:
             config["n_series"] = len(self.members)
         if self.axis is not None:
-            config["axis"] = {
-                "kind": self.axis.kind,
-                "unit": self.axis.unit,
-                "origin": self.axis.origin,
-            }
+            config["axis"] = self.axis.to_config()
         return config
 
     @classmethod

@@ -123,11 +123,7 @@ class LatentTrajectoryGP(Model):
         if self.C is not None:
             config["n_units"] = self.C.shape[0]
         if self.axis is not None:
-            config["axis"] = {
-                "kind": self.axis.kind,
-                "unit": self.axis.unit,
-                "origin": self.axis.origin,
-            }
+            config["axis"] = self.axis.to_config()
         return config
 
     @classmethod
