@@ -19,6 +19,30 @@ _jit = numba.njit(cache=True, nogil=True)
 
 
 @_jit
+def _mm(A, B, out):  # pragma: no cover - compiled
+    """out = A @ B for square (S, S) matrices."""
+    S = A.shape[0]
+    for i in range(S):
+        for j in range(S):
+            acc = 0.0
+            for k in range(S):
+                acc += A[i, k] * B[k, j]
+            out[i, j] = acc
+
+
+@_jit
+def _mtm(A, B, out):  # pragma: no cover - compiled
+    """out = A^T @ B for square (S, S) matrices."""
+    S = A.shape[0]
+    for i in range(S):
+        for j in range(S):
+            acc = 0.0
+            for k in range(S):
+                acc += A[k, i] * B[k, j]
+            out[i, j] = acc
+
+
+@_jit
 def _predict(A, Q, m_prev, P_prev, mp, Pp, tmp):  # pragma: no cover - compiled
     S = mp.shape[0]
     for i in range(S):
@@ -26,12 +50,7 @@ def _predict(A, Q, m_prev, P_prev, mp, Pp, tmp):  # pragma: no cover - compiled
         for j in range(S):
             acc += A[i, j] * m_prev[j]
         mp[i] = acc
-    for i in range(S):  # tmp = A P
-        for j in range(S):
-            acc = 0.0
-            for k in range(S):
-                acc += A[i, k] * P_prev[k, j]
-            tmp[i, j] = acc
+    _mm(A, P_prev, tmp)
     for i in range(S):  # Pp = tmp A^T + Q
         for j in range(S):
             acc = Q[i, j]
@@ -174,18 +193,8 @@ def filter_backward(A, idx, h, y, R, mask, m, P, mp, Pp, grad_lml):  # pragma: n
                 for k in range(S):
                     acc += At[k, i] * mpbar[k]
                 mbar[i] = acc
-            for i in range(S):
-                for j in range(S):
-                    acc = 0.0
-                    for k in range(S):
-                        acc += Ppbar[i, k] * At[k, j]
-                    tmp[i, j] = acc
-            for i in range(S):
-                for j in range(S):
-                    acc = 0.0
-                    for k in range(S):
-                        acc += At[k, i] * tmp[k, j]
-                    Pbar[i, j] = acc
+            _mm(Ppbar, At, tmp)
+            _mtm(At, tmp, Pbar)
     return gA, gQ, gh, gy, gR, gPinf
 
 
@@ -229,12 +238,7 @@ def rts_backward(A, idx, m, P, mp, Pp, ms, Ps):  # pragma: no cover - compiled
         ms[b, T - 1] = m[b, T - 1]
         Ps[b, T - 1] = P[b, T - 1]
         for t in range(T - 2, -1, -1):
-            for i in range(S):
-                for j in range(S):
-                    acc = 0.0
-                    for k in range(S):
-                        acc += A[idx[t], i, k] * P[b, t, k, j]
-                    AP[i, j] = acc
+            _mm(A[idx[t]], P[b, t], AP)
             _solve_spd(Pp[b, t + 1], AP, G, L)  # G holds E^T
             for i in range(S):
                 dm[i] = ms[b, t + 1, i] - mp[b, t + 1, i]
@@ -245,12 +249,7 @@ def rts_backward(A, idx, m, P, mp, Pp, ms, Ps):  # pragma: no cover - compiled
                 for k in range(S):
                     acc += G[k, i] * dm[k]
                 ms[b, t, i] = acc
-            for i in range(S):  # tmp = E dP
-                for j in range(S):
-                    acc = 0.0
-                    for k in range(S):
-                        acc += G[k, i] * dP[k, j]
-                    tmp[i, j] = acc
+            _mtm(G, dP, tmp)  # tmp = E dP (G holds E^T)
             for i in range(S):
                 for j in range(i + 1):
                     acc = P[b, t, i, j]
