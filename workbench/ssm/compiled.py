@@ -20,25 +20,13 @@ _jit = numba.njit(cache=True, nogil=True)
 
 @_jit
 def _mm(A, B, out):  # pragma: no cover - compiled
-    """out = A @ B for square (S, S) matrices."""
+    """out = A @ B for square (S, S) matrices (pass ``A.T`` for a transposed product)."""
     S = A.shape[0]
     for i in range(S):
         for j in range(S):
             acc = 0.0
             for k in range(S):
                 acc += A[i, k] * B[k, j]
-            out[i, j] = acc
-
-
-@_jit
-def _mtm(A, B, out):  # pragma: no cover - compiled
-    """out = A^T @ B for square (S, S) matrices."""
-    S = A.shape[0]
-    for i in range(S):
-        for j in range(S):
-            acc = 0.0
-            for k in range(S):
-                acc += A[k, i] * B[k, j]
             out[i, j] = acc
 
 
@@ -194,7 +182,7 @@ def filter_backward(A, idx, h, y, R, mask, m, P, mp, Pp, grad_lml):  # pragma: n
                     acc += At[k, i] * mpbar[k]
                 mbar[i] = acc
             _mm(Ppbar, At, tmp)
-            _mtm(At, tmp, Pbar)
+            _mm(At.T, tmp, Pbar)
     return gA, gQ, gh, gy, gR, gPinf
 
 
@@ -249,7 +237,7 @@ def rts_backward(A, idx, m, P, mp, Pp, ms, Ps):  # pragma: no cover - compiled
                 for k in range(S):
                     acc += G[k, i] * dm[k]
                 ms[b, t, i] = acc
-            _mtm(G, dP, tmp)  # tmp = E dP (G holds E^T)
+            _mm(G.T, dP, tmp)  # tmp = E dP (G holds E^T)
             for i in range(S):
                 for j in range(i + 1):
                     acc = P[b, t, i, j]
