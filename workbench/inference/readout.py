@@ -19,7 +19,13 @@ import torch
 
 from workbench.likelihoods import Likelihood
 
-__all__ = ["LatentGradients", "latent_expectations", "readout_moments"]
+__all__ = [
+    "LatentGradients",
+    "joint_readout_moments",
+    "latent_expectations",
+    "readout_moments",
+    "unit_expectations",
+]
 
 
 class LatentGradients(NamedTuple):
@@ -39,6 +45,31 @@ def readout_moments(
     return mu, torch.einsum("nk,...kt->...nt", C.square(), var)
 
 
+def joint_readout_moments(
+    mean: torch.Tensor,  # shape: (*batch, K, T)
+    cov: torch.Tensor,  # shape: (*batch, T, K, K) full latent covariance per bin
+    C: torch.Tensor,  # shape: (N, K)
+    d: torch.Tensor,  # shape: (N,)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Mean and variance :math:`c_n^\top V_t c_n` of :math:`\eta` (each (*batch, N, T))."""
+    mu = torch.einsum("nk,...kt->...nt", C, mean) + d[:, None]
+    return mu, torch.einsum("nk,...tkl,nl->...nt", C, cov, C)
+
+
+def unit_expectations(
+    likelihood: Likelihood,
+    y: torch.Tensor,  # shape: (*batch, N, T)
+    mask: torch.Tensor,  # shape: (*batch, N, T)
+    mu: torch.Tensor,
+    s2: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed expected log-likelihood and its (mu, s2) gradients per unit and bin (masked: 0)."""
+    e = likelihood.expected_log_prob(y, mu, s2)
+    zero = torch.zeros_like(mu)
+    value = torch.where(mask, e.value, zero).sum((-2, -1))
+    return value, torch.where(mask, e.d_mean, zero), torch.where(mask, e.d_var, zero)
+
+
 def latent_expectations(
     likelihood: Likelihood,
     y: torch.Tensor,  # shape: (*batch, N, T)
@@ -49,12 +80,7 @@ def latent_expectations(
     d: torch.Tensor,
 ) -> LatentGradients:
     """Expected log-likelihood and its gradients in the latent marginals (masked bins: 0)."""
-    mu, s2 = readout_moments(mean, var, C, d)
-    e = likelihood.expected_log_prob(y, mu, s2)
-    zero = torch.zeros_like(mu)
-    g_mu = torch.where(mask, e.d_mean, zero)
-    g_s2 = torch.where(mask, e.d_var, zero)
-    value = torch.where(mask, e.value, zero).sum((-2, -1))
+    value, g_mu, g_s2 = unit_expectations(likelihood, y, mask, *readout_moments(mean, var, C, d))
     return LatentGradients(
         value,
         torch.einsum("nk,...nt->...kt", C, g_mu),

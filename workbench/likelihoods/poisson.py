@@ -52,6 +52,16 @@ class Poisson(Likelihood):
             return super().expected_log_prob_value(y, mean, var)
         return self.expected_log_prob(y, mean, var).value
 
+    def _log_factorial(self, y: torch.Tensor) -> torch.Tensor:
+        """log y! for the counts, cached for the same unmodified tensor (EM and L-BFGS loops
+        evaluate it hundreds of times on constant data)."""
+        cached = getattr(self, "_lgamma_cache", None)
+        if cached is not None and cached[0] is y and cached[1] == y._version:
+            return cached[2]
+        value = torch.lgamma(y + 1)
+        self._lgamma_cache = (y, y._version, value)
+        return value
+
     def expected_log_prob(self, y, mean, var) -> ExpectedLogProb:
         if self.link != "exp":
             return super().expected_log_prob(y, mean, var)
@@ -59,6 +69,6 @@ class Poisson(Likelihood):
         value = (
             y * (mean + torch.log(torch.as_tensor(self.bin_width)))
             - mean_rate
-            - torch.lgamma(y + 1)
+            - self._log_factorial(y)
         )
         return ExpectedLogProb(value, y - mean_rate, -0.5 * mean_rate)

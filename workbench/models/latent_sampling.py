@@ -6,37 +6,54 @@ from collections.abc import Sequence
 
 import torch
 
-from workbench.inference import Sites, sites_to_observations
+from workbench.models.latent_estep import LatentState, smooth
 from workbench.ssm import sample_state_space_prior
 
 __all__ = ["draw_latents"]
 
 
+def _site_noise(precision: torch.Tensor, joint: bool, n: int, g: torch.Generator):
+    """n draws of eps_t ~ N(0, J_t), shaped like the site vectors (n, K, L)."""
+    if not joint:
+        z = torch.randn(n, *precision.shape[1:], generator=g, dtype=precision.dtype)
+        return precision.clamp_min(0.0).sqrt() * z
+    lam, V = torch.linalg.eigh(precision[0])  # (L, K), (L, K, K)
+    z = torch.randn(n, *lam.shape, generator=g, dtype=lam.dtype) * lam.clamp_min(0.0).sqrt()
+    return torch.einsum("tkl,ntl->nkt", V, z)
+
+
 def draw_latents(
     latents: Sequence,  # MarkovGP priors, one per latent
-    x: torch.Tensor,  # shape: (T,)
-    sites: Sites,  # info/precision of shape (R, K, T)
+    x: torch.Tensor,  # shape: (L,) packed bin times
+    starts: torch.Tensor,  # shape: (L,) trial starts
+    state: LatentState,
     num_samples: int,
     seed: int = 0,
+    chunk: int = 16,
 ) -> torch.Tensor:
-    r"""Draws of shape (num_samples, R, K, T) from :math:`q(x) \propto p(x)\prod_t \tilde t_t`.
+    r"""Draws of shape (num_samples, K, L) from :math:`q(x) \propto p(x)\prod_t \tilde t_t(x_t)`.
 
-    A prior draw :math:`x` is corrected by the smoother mean of
-    :math:`\tilde y - (x + \varepsilon)` with :math:`\varepsilon \sim N(0, 1/\lambda)`:
-    :math:`x + K_{\cdot o}(K_{oo} + \Lambda^{-1})^{-1}(\tilde y - x_o - \varepsilon)` has exactly
-    the posterior distribution given the pseudo-observations.
+    A prior draw :math:`x` and :math:`\varepsilon_t \sim N(0, J_t)` give
+    :math:`x + \Sigma(j - Jx - \varepsilon)`, where :math:`\Sigma v` is the posterior mean with
+    site vectors v (one smoothing pass): its mean is :math:`\Sigma j` and its covariance
+    :math:`\Sigma K^{-1} K K^{-1}\Sigma + \Sigma J \Sigma = \Sigma`, exactly q, with no
+    :math:`J^{-1}` (singular site precisions are fine).
     """
     g = torch.Generator().manual_seed(seed)
-    R, T = sites.info.shape[0], x.shape[0]
-    draws = []
-    for k, latent in enumerate(latents):
-        y_pseudo, noise, mask = sites_to_observations(
-            Sites(sites.info[:, k], sites.precision[:, k])
+    with torch.no_grad():
+        prior = torch.stack(
+            [sample_state_space_prior(m.kernel, x, num_samples, g, starts) for m in latents], 1
         )
-        prior = sample_state_space_prior(latent.kernel, x, num_samples * R, g)
-        prior = prior.reshape(num_samples, R, T)
-        eps = noise.sqrt() * torch.randn(prior.shape, generator=g, dtype=prior.dtype)
-        with torch.no_grad():
-            correction, _, _ = latent._cvi_smoother(x)(y_pseudo - prior - eps, noise, mask)
-        draws.append(prior + correction)
-    return torch.stack(draws, 2)
+        eps = _site_noise(state.precision, state.joint, num_samples, g)
+        if state.joint:
+            Jx = torch.einsum("tkl,nlt->nkt", state.precision[0], prior)
+        else:
+            Jx = state.precision * prior
+        info = state.info - Jx - eps
+        draws = []
+        for lo in range(0, num_samples, chunk):
+            part = info[lo : lo + chunk]
+            precision = state.precision.expand(part.shape[0], *state.precision.shape[1:])
+            corrected = smooth(latents, x, starts, part, precision, state.joint)
+            draws.append(prior[lo : lo + chunk] + corrected.mean)
+    return torch.cat(draws)

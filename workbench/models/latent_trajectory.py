@@ -7,27 +7,28 @@ import math
 import warnings
 from typing import Any, Self
 
-import numpy as np
 import torch
 import xarray as xr
 
 from workbench.data import Observations, TimeAxis, from_dataarray
 from workbench.errors import DimensionError, WorkbenchWarning
-from workbench.inference import Sites, site_kl, sites_to_observations
-from workbench.inference.readout import latent_expectations, readout_moments
-from workbench.io import make_attrs, samples_to_inference_data
+from workbench.inference.whittle import is_regular_grid
 from workbench.kernels import MaternKernel, StateSpaceKernel, kernel_from_spec, kernel_to_spec
 from workbench.likelihoods import (
     Likelihood,
-    Poisson,
     likelihood_from_spec,
     likelihood_to_spec,
     make_likelihood,
 )
 from workbench.models.base import Model
+from workbench.models.latent_estep import LatentState, elbo, estep
+from workbench.models.latent_mstep import kernel_objectives, readout_loss
+from workbench.models.latent_outputs import LatentData as _Data
+from workbench.models.latent_outputs import latent_dataset, latent_inference_data
 from workbench.models.latent_sampling import draw_latents
 from workbench.models.markov_gp import MarkovGP
 from workbench.models.training import optimize
+from workbench.models.trials import pack_trials
 from workbench.progress import progress_bar
 
 __all__ = ["LatentTrajectoryGP"]
@@ -41,10 +42,16 @@ class LatentTrajectoryGP(Model):
         y_{rtn} \mid x \sim p\bigl(y \mid c_n^\top x_{rt} + d_n\bigr)
 
     Each latent has a state-space (Hida-Matérn) prior with unit variance (the scale lives in
-    the loadings C). Inference is variational EM: the E-step runs conjugate-computation VI with
-    mean-field sites per latent (each latent smoothed in linear time by the compiled Kalman/RTS
-    recursions, trials as a batch); the M-step fits C and d on the expected log-likelihood and
-    each kernel's lengthscale on its pseudo-data marginal likelihood.
+    the loadings C). Inference is variational EM (:mod:`~workbench.models.latent_estep`,
+    :mod:`~workbench.models.latent_mstep`): the E-step runs conjugate-computation VI with one
+    K-dimensional Gaussian site per bin, smoothed in linear time on the stacked state of all
+    latents (``estep="joint"``), or with per-latent sites, each latent smoothed on its own
+    (``estep="mean_field"``, cheaper for many latents); the M-step fits C and d on the
+    expected log-likelihood by L-BFGS, then each kernel's hyper-parameters (Whittle on regular
+    bins, the pseudo-data marginal likelihood otherwise).
+
+    Trials are a dim of the data; a trial ends at its last bin with any observed unit (NaN
+    tails), and the trials are packed end to end, so ragged trials cost no padding.
 
     Parameters
     ----------
@@ -60,6 +67,12 @@ class LatentTrajectoryGP(Model):
         Names of the unit and (optional) trial dims of the data.
     cvi_steps, cvi_lr : int, float
         CVI iterations per E-step and their damping.
+    estep : {"joint", "mean_field"}
+        Full K x K sites on the stacked state (keeps posterior correlations between latents;
+        O(T (K s)^3)) or independent per-latent sites (O(T K s^3)), s = state size per latent.
+    m_step : {"auto", "whittle", "marginal"}
+        Kernel objective: ``"auto"`` takes Whittle on a regular grid, else the marginal
+        likelihood of the pseudo-data (see :mod:`~workbench.models.latent_mstep`).
     time_unit : str
         Unit of the float axis for ``datetime64`` times.
 
@@ -79,6 +92,8 @@ class LatentTrajectoryGP(Model):
         trial_dim: str = "trial",
         cvi_steps: int = 10,
         cvi_lr: float = 0.5,
+        estep: str = "joint",
+        m_step: str = "auto",
         time_unit: str = "s",
         n_units: int | None = None,
         axis: dict[str, Any] | None = None,
@@ -86,6 +101,11 @@ class LatentTrajectoryGP(Model):
         super().__init__()
         if int(n_latents) != n_latents or n_latents < 1:
             raise ValueError(f"expected n_latents >= 1, got {n_latents}")
+        if estep not in ("joint", "mean_field"):
+            raise ValueError(f"expected estep in ('joint', 'mean_field'), got {estep!r}")
+        if m_step not in ("auto", "whittle", "marginal"):
+            raise ValueError(f"expected m_step in ('auto', 'whittle', 'marginal'), got {m_step!r}")
+        self.estep, self.m_step = estep, m_step
         kernels = _kernels(kernel, int(n_latents))
         self.latents = torch.nn.ModuleList([_latent_model(k, time_unit) for k in kernels])
         if isinstance(likelihood, dict):
@@ -118,6 +138,8 @@ class LatentTrajectoryGP(Model):
             "trial_dim": self.trial_dim,
             "cvi_steps": self.cvi_steps,
             "cvi_lr": self.cvi_lr,
+            "estep": self.estep,
+            "m_step": self.m_step,
             "time_unit": self.time_unit,
         }
         if self.C is not None:
@@ -159,52 +181,50 @@ class LatentTrajectoryGP(Model):
             y, mask = y[None], mask[None]
         return obs, y, mask
 
+    def _prepare(self, spikes: xr.DataArray) -> _Data:
+        """Validated data, packed trial by trial (see :mod:`workbench.models.trials`)."""
+        obs, y, mask = self._observe(spikes)
+        if self.axis is None:
+            self.axis = obs.axis
+        x = obs.x.to(torch.float64)
+        names = spikes[self.trial_dim].values if self.trial_dim in spikes.dims else [0]
+        packed = pack_trials(x, mask, list(names))
+        dt = float(x[1] - x[0]) if x.shape[0] >= 2 and is_regular_grid(x) else None
+        y = y.to(torch.float64)
+        return _Data(obs, packed, packed.pack(y), packed.pack(mask), y, mask, dt)
+
     # -- inference -----------------------------------------------------------------------------
-    def _smooth(self, smoothers: list, sites: Sites) -> tuple[torch.Tensor, ...]:
-        outs = [
-            smoother(*sites_to_observations(Sites(sites.info[:, k], sites.precision[:, k])))
-            for k, smoother in enumerate(smoothers)
-        ]
-        return tuple(torch.stack([o[i] for o in outs], 1) for i in range(3))
+    def _estep(self, data: _Data, state: LatentState | None, steps: int) -> LatentState:
+        return estep(
+            self.latents, data.packed.x, data.packed.starts, data.y, data.mask,
+            self.C, self.d, self.observation, state, steps, self.cvi_lr, self.estep == "joint",
+        )  # fmt: skip
 
-    def _estep(self, x, y, mask, sites: Sites | None, steps: int):
-        """Mean-field CVI over the latents; returns (sites, mean, var, log Z) per latent."""
-        with torch.no_grad():
-            smoothers = [m._cvi_smoother(x) for m in self.latents]
-            R, T = y.shape[0], y.shape[-1]
-            if sites is None:
-                zeros = y.new_zeros(R, self.n_latents, T)
-                sites = Sites(zeros, zeros.clone())
-            mean, var, log_z = self._smooth(smoothers, sites)
-            for _ in range(steps):
-                g = latent_expectations(self.observation, y, mask, mean, var, self.C, self.d)
-                precision = (-2.0 * g.d_var).clamp_min(0.0)
-                info = g.d_mean + precision * mean
-                lr = self.cvi_lr
-                sites = Sites(
-                    (1 - lr) * sites.info + lr * info, (1 - lr) * sites.precision + lr * precision
-                )
-                mean, var, log_z = self._smooth(smoothers, sites)
-        return sites, mean, var, log_z
-
-    def _elbo(self, y, mask, sites, mean, var, log_z) -> float:
-        with torch.no_grad():
-            expected = latent_expectations(self.observation, y, mask, mean, var, self.C, self.d)
-            return float(expected.value.sum() - site_kl(sites, mean, var, log_z).sum())
-
-    def _initialize(self, y: torch.Tensor, mask: torch.Tensor, x: torch.Tensor) -> None:
+    def _initialize(self, y: torch.Tensor, mask: torch.Tensor) -> None:
         """Readout from PCA of smoothed log counts; d from each unit's mean rate."""
         Y = torch.where(mask, y, torch.nan).double()
         rate = torch.nanmean(Y, dim=(0, 2)).clamp_min(1e-3)
         with torch.no_grad():
             self.d.copy_(self.observation.latent_guess_per_unit(rate))
             z = torch.log(torch.nan_to_num(Y, nan=0.0) + 0.5)
-            z = z - z.mean((0, 2), keepdim=True)
+            z = torch.where(mask, z - z.mean((0, 2), keepdim=True), 0.0)
             flat = z.permute(1, 0, 2).reshape(z.shape[1], -1)
             U, S, _ = torch.linalg.svd(flat, full_matrices=False)
             r = min(self.n_latents, U.shape[1])
             self.C.fill_(0.0)
             self.C[:, :r] = 0.5 * U[:, :r] * S[:r] / math.sqrt(flat.shape[1])
+
+    def _kernel_method(self, data: _Data) -> str:
+        if self.m_step == "whittle" and data.dt is None:
+            warnings.warn(
+                "m_step='whittle' needs a regular time grid; using the marginal likelihood",
+                WorkbenchWarning,
+                stacklevel=3,
+            )
+            return "marginal"
+        if self.m_step != "auto":
+            return self.m_step
+        return "whittle" if data.dt is not None else "marginal"
 
     def fit(
         self,
@@ -216,85 +236,92 @@ class LatentTrajectoryGP(Model):
         progress: bool | None = None,
         callback: Any = None,
     ) -> Self:
-        """Variational EM for ``steps`` rounds (E: CVI; M: readout, then kernels)."""
-        obs, y, mask = self._observe(spikes)
-        x = obs.x.to(torch.float64)
-        if self.axis is None:
-            self.axis = obs.axis
+        """Variational EM for ``steps`` rounds (E: CVI; M: readout, then kernels).
+
+        Each round runs ``cvi_steps`` CVI iterations (warm-started from the last round's sites),
+        ``m_steps`` L-BFGS iterations on (C, d), and, with ``learn_hyperparameters``, on each
+        kernel's objective (``m_step``). ``callback(step, loss)`` gets -ELBO per observed value.
+        """
+        data = self._prepare(spikes)
         if self.C is None:
-            if self.n_latents > y.shape[1]:
+            if self.n_latents > data.y.shape[1]:
                 warnings.warn(
-                    f"n_latents={self.n_latents} exceeds the {y.shape[1]} units along "
+                    f"n_latents={self.n_latents} exceeds the {data.y.shape[1]} units along "
                     f"{self.unit_dim!r}; the extra latents are not identifiable",
                     WorkbenchWarning,
                     stacklevel=2,
                 )
-            self._make_readout(y.shape[1])
-            self._initialize(y, mask, x)
-        sites, trace, n = None, [], int(mask.sum())
+            self._make_readout(data.y.shape[1])
+            self._initialize(data.y_grid, data.mask_grid)
+        state, trace, n = None, [], int(data.mask.sum())
+        method = self._kernel_method(data)
         with progress_bar(steps, type(self).__name__, progress) as bar:
             for step in range(steps):
-                sites, mean, var, log_z = self._estep(x, y, mask, sites, self.cvi_steps)
-                optimize(
-                    self,
-                    self._readout_loss(y, mask, mean, var, n),
-                    steps=m_steps,
-                    lr=1.0,
-                    optimizer="lbfgs",
-                    progress=False,
-                    params=[self.C, self.d],
-                )
+                state = self._estep(data, state, self.cvi_steps)
+                loss = readout_loss(self.observation, data.y, data.mask, state, self.C, self.d, n)
+                self._lbfgs(loss, [self.C, self.d], m_steps)
                 if learn_hyperparameters:
-                    for k, latent in enumerate(self.latents):
-                        site = Sites(sites.info[:, k], sites.precision[:, k])
-                        optimize(
-                            latent,
-                            latent._pseudo_data_loss(x, site, n),
-                            steps=m_steps,
-                            lr=1.0,
-                            optimizer="lbfgs",
-                            progress=False,
-                        )
-                trace.append(self._elbo(y, mask, sites, mean, var, log_z))
+                    objectives = kernel_objectives(
+                        self.latents, data.packed, state, n, method, data.dt
+                    )
+                    for params, objective in objectives:
+                        self._lbfgs(objective, params, m_steps)
+                trace.append(elbo(self.observation, data.y, data.mask, state, self.C, self.d))
                 bar.update(1)
+                bar.set_postfix(elbo=f"{trace[-1]:.4g}")
                 if callback is not None:
                     callback(step, -trace[-1] / n)
         self.fit_elbo = trace
-        self._data = (spikes, sites)
+        self._data = (spikes, state)
         return self
 
-    def _readout_loss(self, y, mask, mean, var, n):
-        def loss() -> torch.Tensor:
-            mu, s2 = readout_moments(mean, var, self.C, self.d)
-            value = self.observation.expected_log_prob_value(y, mu, s2)
-            return -torch.where(mask, value, 0.0).sum() / n
+    def _lbfgs(self, loss, params, iterations: int) -> None:
+        """A partial M-step (generalised EM): ``iterations`` L-BFGS iterations in one step."""
+        if iterations > 0:
+            optimize(
+                self, loss, steps=1, lr=1.0, optimizer="lbfgs", progress=False, params=params,
+                max_iter=iterations,
+            )  # fmt: skip
 
-        return loss
+    def parameter_specs(self) -> list:
+        """Sliders for the latents' learnable kernel hyper-parameters only."""
+        learnable = {n.removeprefix("raw_") for n, p in self.named_parameters() if p.requires_grad}
+        learnable = {n.replace(".raw_", ".") for n in learnable}
+        return [s for s in super().parameter_specs() if s.name in learnable]
+
+    def explore(self, spikes: xr.DataArray, **kwargs: Any) -> Any:
+        """Trial/latent pickers, kernel sliders, raster + latent band, and a "fit" (EM) button
+        with ELBO progress (see :class:`workbench.widgets.LatentExplorer`)."""
+        from workbench.widgets import LatentExplorer
+
+        return LatentExplorer(self, spikes, **kwargs)
 
     # -- outputs -------------------------------------------------------------------------------
-    def _variational(self, spikes: xr.DataArray | None):
-        """Data, grid and sites defining q (stored after fit, or a fresh E-step on spikes)."""
+    def _variational(self, spikes: xr.DataArray | None) -> tuple[xr.DataArray, _Data, Any]:
+        """Data and q (stored after fit, or a fresh E-step on new spikes)."""
         if self.C is None:
             raise RuntimeError("fit the model before asking for its posterior")
-        sites = None
+        state = None
         if spikes is None:
             if self._data is None:
                 raise ValueError("expected spikes (the model holds no fitted data after load)")
-            spikes, sites = self._data
-        obs, y, mask = self._observe(spikes)
-        x = obs.x.to(torch.float64)
-        steps = self.cvi_steps if sites is None else 0  # fitted sites: smooth only
-        return spikes, obs, x, y, mask, self._estep(x, y, mask, sites, steps)
+            spikes, state = self._data
+        data = self._prepare(spikes)
+        steps = self.cvi_steps if state is None else 0  # fitted sites: re-smooth only
+        return spikes, data, self._estep(data, state, steps)
 
     def sample_latents(
         self, num_samples: int = 100, spikes: xr.DataArray | None = None, seed: int = 0
     ) -> torch.Tensor:
         """Joint posterior draws of the latent trajectories, shape (draw, trial, latent, time).
 
-        Exact samples of q by Matheron's rule (see :func:`draw_latents`), O(T) per draw.
+        Exact samples of q by Matheron's rule (see :func:`draw_latents`), O(T) per draw; bins
+        outside a trial's span are NaN.
         """
-        _, _, x, _, _, (sites, *_) = self._variational(spikes)
-        return draw_latents(self.latents, x, sites, num_samples, seed)
+        _, data, state = self._variational(spikes)
+        packed = data.packed
+        draws = draw_latents(self.latents, packed.x, packed.starts, state, num_samples, seed)
+        return torch.stack([packed.unpack(draw[None]) for draw in draws])
 
     def to_inference_data(
         self,
@@ -310,81 +337,19 @@ class LatentTrajectoryGP(Model):
         ``log_likelihood=True`` adds pointwise log-likelihoods per (trial, time, unit) for
         ``az.loo`` (memory: draws x trials x bins x units values).
         """
-        data, _, x, y, mask, (sites, *_) = self._variational(spikes)
-        latents = draw_latents(self.latents, x, sites, num_samples, seed)  # (S, R, K, T)
-        eta = torch.einsum("nk,srkt->srnt", self.C.detach(), latents) + self.d.detach()[:, None]
-        g = torch.Generator().manual_seed(seed + 1)
-        groups: dict[str, dict] = {
-            "posterior": {"latent_trajectory": latents.permute(0, 1, 3, 2)[None]},
-            "observed_data": {"spikes": y.permute(0, 2, 1)},
-        }
-        if isinstance(self.observation, Poisson):
-            rate = self.observation.rate(eta)
-            groups["posterior_predictive"] = {
-                "spikes": torch.poisson(rate, generator=g).permute(0, 1, 3, 2)[None]
-            }
-        if log_likelihood:
-            ll = torch.where(mask, self.observation.log_prob(y, eta), torch.nan)
-            groups["log_likelihood"] = {"spikes": ll.permute(0, 1, 3, 2)[None]}
-        trials = data[self.trial_dim].values if self.trial_dim in data.dims else np.arange(1)
-        coords = {
-            "trial": trials,
-            "time": data["time"].values,
-            "latent": np.arange(self.n_latents),
-            "unit": data[self.unit_dim].values,
-        }
-        dims = {
-            "latent_trajectory": ["trial", "time", "latent"],
-            "spikes": ["trial", "time", "unit"],
-        }
-        return samples_to_inference_data(
-            groups, dims=dims, coords=coords, attrs=make_attrs(type(self).__name__)
-        )
+        spikes, data, _ = self._variational(spikes)
+        latents = self.sample_latents(num_samples, spikes, seed)  # (S, R, K, T)
+        return latent_inference_data(self, spikes, data, latents, log_likelihood, seed)
 
     def posterior(self, spikes: xr.DataArray | None = None) -> xr.Dataset:
         """Latent means/variances (trial, time, latent) and, for Poisson, rates (trial, time, unit).
 
         ``spikes=None`` uses the data of the last ``fit``; new data run a fresh E-step with the
-        learned readout and kernels.
+        learned readout and kernels. Bins outside a trial's span (NaN tails) are NaN.
         """
-        spikes, obs, _, y, mask, (sites, mean, var, log_z) = self._variational(spikes)
-        elbo = self._elbo(y, mask, sites, mean, var, log_z)
-        return self._to_dataset(spikes, obs, mean, var, elbo)
-
-    def _to_dataset(self, spikes, obs, mean, var, elbo) -> xr.Dataset:
-        trial = self.trial_dim in obs.batch_dims
-        coords = {"time": spikes["time"].values, "latent": np.arange(self.n_latents)}
-        if trial:
-            coords[self.trial_dim] = spikes[self.trial_dim].values
-        lead = (self.trial_dim,) if trial else ()
-        pick = (lambda a: a) if trial else (lambda a: a[0])
-        dims = (*lead, "time", "latent")
-        ds = xr.Dataset(
-            {
-                "latent_mean": (dims, pick(mean.transpose(1, 2).numpy())),
-                "latent_variance": (dims, pick(var.transpose(1, 2).numpy())),
-            },
-            coords=coords,
-        )
-        if isinstance(self.observation, Poisson) and self.observation.link == "exp":
-            with torch.no_grad():
-                mu, s2 = readout_moments(mean, var, self.C, self.d)
-                rate = torch.exp(mu + 0.5 * s2)  # E[exp(eta)]: events per unit time
-            ds["rate"] = ((*lead, "time", self.unit_dim), pick(rate.transpose(1, 2).numpy()))
-            ds["rate"].attrs = {
-                "long_name": "posterior mean firing rate",
-                "units": f"1/{spikes['time'].attrs.get('units', self.time_unit)}",
-            }
-            ds = ds.assign_coords({self.unit_dim: spikes[self.unit_dim].values})
-        ds["latent_mean"].attrs = {"long_name": "posterior mean of the latent", "units": "1"}
-        ds["latent_variance"].attrs = {
-            "long_name": "posterior variance of the latent",
-            "units": "1",
-        }
-        ds.attrs = make_attrs(
-            type(self).__name__, self.hyperparameters(), elbo=elbo, n_latents=self.n_latents
-        )
-        return ds
+        spikes, data, state = self._variational(spikes)
+        value = elbo(self.observation, data.y, data.mask, state, self.C, self.d)
+        return latent_dataset(self, spikes, data, state, value)
 
 
 def _kernels(kernel, K: int) -> list[StateSpaceKernel]:

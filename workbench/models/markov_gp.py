@@ -142,16 +142,33 @@ class MarkovGP(GPRegression):
             return compiled_rts_smoother(A, filtered, which)
         return (parallel_rts_smoother if self._use_scans() else rts_smoother)(A[which], filtered)
 
-    def _state_space(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(A, Q) per distinct step, H and Pinf, all Jacobi-scaled, and each step's index."""
+    def _state_space(
+        self, x: torch.Tensor, starts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """(A, Q) per distinct step, H and Pinf, all Jacobi-scaled, and each step's index.
+
+        ``starts`` (bool, shape (T,)) marks bins that begin a new independent series (packed
+        trials): the step into them gets an extra entry A = 0, Q = Pinf (a fresh stationary
+        state), so one pass runs over ragged trials without padding.
+        """
+        steps = x.diff()
+        within = None if starts is None else ~starts[1:]
+        if within is not None:  # boundary steps are arbitrary: keep them out of the table
+            fill = steps[within][:1] if bool(within.any()) else steps.new_ones(1)
+            steps = torch.where(within, steps, fill)
         # discretise each distinct step once: a regular grid costs one (A, Q), not T of them
-        steps, which = torch.unique(x.diff(), return_inverse=True)
+        steps, which = torch.unique(steps, return_inverse=True)
         A, Q = self.kernel.discretize(steps)
         sde = self.kernel.sde()
         d = sde.Pinf.diagonal().rsqrt()  # x~ = D x with unit stationary variances
         A = d[:, None] * A / d[None, :]
         Q = d[:, None] * Q * d[None, :]
-        return A, Q, sde.H / d, d[:, None] * sde.Pinf * d[None, :], which
+        Pinf = d[:, None] * sde.Pinf * d[None, :]
+        if within is not None:
+            A = torch.cat([A, torch.zeros_like(A[:1])])
+            Q = torch.cat([Q, Pinf[None]])
+            which = torch.where(within, which, steps.shape[0])
+        return A, Q, sde.H / d, Pinf, which
 
     def _log_marginals(self, obs: Observations) -> torch.Tensor:
         if self.observation is not None:
@@ -196,9 +213,9 @@ class MarkovGP(GPRegression):
         return grid, y, mask, where[n:], noise
 
     # -- non-Gaussian likelihoods: conjugate-computation VI ---------------------------------
-    def _cvi_smoother(self, x: torch.Tensor):
+    def _cvi_smoother(self, x: torch.Tensor, starts: torch.Tensor | None = None):
         """Latent marginals of f given Gaussian pseudo-observations on the grid ``x``."""
-        ssm = self._state_space(x)
+        ssm = self._state_space(x, starts)
         c, h = self.prior_mean(x), ssm[2][0]
 
         def smoother(y_pseudo: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor):
@@ -228,13 +245,16 @@ class MarkovGP(GPRegression):
             y = obs.y.to(self.mean)
             return cvi_elbo(y, obs.mask, self.observation, sites, mean, var, log_marginal)
 
-    def _pseudo_data_loss(self, x: torch.Tensor, sites: Sites, n: int):
+    def _pseudo_data_loss(
+        self, x: torch.Tensor, sites: Sites, n: int, starts: torch.Tensor | None = None
+    ):
         """Negative log marginal likelihood of the sites as Gaussian pseudo-data, per value."""
         y_pseudo, noise, mask = sites_to_observations(sites)
 
         def loss() -> torch.Tensor:
             y = y_pseudo - self.prior_mean(x)
-            return -self._filter(self._state_space(x), y, mask, noise).log_marginal.sum() / n
+            ssm = self._state_space(x, starts)
+            return -self._filter(ssm, y, mask, noise).log_marginal.sum() / n
 
         return loss
 

@@ -25,6 +25,7 @@ def optimize(
     desc: str = "fit",
     callback: Callable[[int, float], None] | None = None,
     params: list[torch.nn.Parameter] | None = None,
+    max_iter: int = 20,
 ) -> list[float]:
     """Minimise ``loss_fn()`` over ``module``'s parameters with Adam or L-BFGS.
 
@@ -46,6 +47,8 @@ def optimize(
         Called as ``callback(step, loss)`` after every step (explorers update their bar).
     params : list of Parameter, optional
         Optimise only these (default: every parameter of ``module`` that requires grad).
+    max_iter : int
+        L-BFGS iterations inside one step (EM M-steps take one short step).
 
     Returns
     -------
@@ -68,7 +71,7 @@ def optimize(
         raise ValueError(f"expected steps >= 0, got {steps}")
     if params is None:
         params = [p for p in module.parameters() if p.requires_grad]
-    opt = _optimizer(optimizer, params, lr)
+    opt = _optimizer(optimizer, params, lr, max_iter)
     losses: list[float] = []
     good_state, restarts = _snapshot(module), 0
     with progress_bar(steps, desc, progress) as bar:
@@ -80,7 +83,7 @@ def optimize(
                 restarts += 1
                 if restarts > MAX_RESTARTS:
                     _diverged(step, restarts - 1, str(err))
-                opt = _optimizer(optimizer, params, lr * 0.1**restarts)
+                opt = _optimizer(optimizer, params, lr * 0.1**restarts, max_iter)
                 continue
             good_state = _snapshot(module)
             losses.append(value)
@@ -117,11 +120,13 @@ def _step(
     return value
 
 
-def _optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+def _optimizer(
+    name: str, params: list[torch.Tensor], lr: float, max_iter: int = 20
+) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
     if name == "lbfgs":
-        return torch.optim.LBFGS(params, lr=lr, max_iter=20, line_search_fn="strong_wolfe")
+        return torch.optim.LBFGS(params, lr=lr, max_iter=max_iter, line_search_fn="strong_wolfe")
     raise ValueError(f"expected optimizer in ('adam', 'lbfgs'), got {name!r}")
 
 

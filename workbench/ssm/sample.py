@@ -21,16 +21,25 @@ def sample_state_space_prior(
     x: torch.Tensor,  # shape: (T,) increasing inputs
     num_samples: int = 1,
     generator: torch.Generator | None = None,
+    starts: torch.Tensor | None = None,  # shape: (T,) bool, True where a new series begins
 ) -> torch.Tensor:
     r"""Draws of :math:`f(x)` for a stationary state-space kernel, shape (num_samples, T).
 
     Simulates :math:`s_1 \sim N(0, P_\infty)`, :math:`s_{k+1} = A_k s_k + q_k`,
     :math:`q_k \sim N(0, Q_k)` and returns :math:`f = H s`; the linear recursion runs as an
-    associative scan, so T = 10^6 takes well under a second.
+    associative scan, so T = 10^6 takes well under a second. With ``starts`` (packed trials),
+    each marked bin restarts from :math:`N(0, P_\infty)`, independent of the bins before it.
     """
     with torch.no_grad():
-        A, Q = kernel.discretize(x.diff())
+        steps = x.diff()
+        fresh = None if starts is None else starts[1:]
+        if fresh is not None:  # boundary steps are arbitrary; replaced below
+            steps = torch.where(fresh, torch.ones_like(steps), steps)
+        A, Q = kernel.discretize(steps)
         sde = kernel.sde()
+        if fresh is not None:
+            A = torch.where(fresh[:, None, None], 0.0, A)
+            Q = torch.where(fresh[:, None, None], sde.Pinf, Q)
         S, dtype = sde.F.shape[-1], x.dtype
         d = sde.Pinf.diagonal().rsqrt()  # factor in correlation scaling, as the filters do
         chol = torch.linalg.cholesky(d[:, None] * torch.cat([sde.Pinf[None], Q]) * d[None, :])

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from workbench.widgets.explorer import ModelExplorer as ModelExplorer
+from workbench.widgets.latent_explorer import LatentExplorer as LatentExplorer
 from workbench.widgets.specs import control_for as control_for
 from workbench.widgets.specs import css_class as css_class
 from workbench.widgets.views import plot_posterior as plot_posterior
 from workbench.widgets.views import posterior_png as posterior_png
 
-__all__ = ["ModelExplorer", "control_for", "css_class", "plot_posterior", "posterior_png"]
+__all__ = [
+    "LatentExplorer",
+    "ModelExplorer",
+    "control_for",
+    "css_class",
+    "plot_posterior",
+    "posterior_png",
+]
