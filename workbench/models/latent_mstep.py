@@ -3,11 +3,14 @@ r"""M-step of :class:`LatentTrajectoryGP`: readout (C, d) and the latents' kerne
 Kernel hyper-parameters maximise :math:`E_q\log p_\theta(x)`-type objectives:
 
 * ``"whittle"`` (regular bins): per latent, the debiased Whittle likelihood of the expected
-  periodogram :math:`E_q I_k = I_k(m) + E_q I_k(x - m)`, the second term averaged over exact
-  draws of q (unbiased), summed over trials. The latent's scale is profiled out
-  (:math:`\sigma^2 = \overline{I/\bar I}`): the scale lives in C, and with the unit-variance
-  prior fixed, a latent whose posterior power is off during EM would drag the lengthscale to
-  zero. One FFT per latent, trial and draw, then O(T log T) per evaluation.
+  periodogram :math:`E_q I_k = I_k(m) + \frac{\Delta}{T}\sum_{t,t'}\mathrm{Cov}_q(x_t,
+  x_{t'})e^{-i\omega_k(t-t')\Delta}`, summed over trials. The covariance term is taken as
+  :math:`\bar v\,\bar I_k(\theta_{\text{old}})`: the posterior variance (mean
+  :math:`\bar v`) with the current prior's correlation (averaging periodograms of exact draws
+  of q gave the same lengthscales at the cost of extra smoothing passes). The latent's scale is
+  profiled out (:math:`\sigma^2 = \overline{I/\bar I}`): it lives in C, and with the
+  unit-variance prior fixed, a latent whose posterior power is off during EM would drag the
+  lengthscale to zero. One FFT per latent and trial, then O(T log T) per evaluation.
 * ``"marginal"``: the sites as pseudo-data, :math:`\log Z_\theta = \log\int p_\theta(x)
   \prod_t\tilde t_t(x_t)\,dx`, whose gradient equals the ELBO's at a CVI fixed point (exact,
   O(T S³) per evaluation; the joint version runs the torch site filter on the stacked state).
@@ -23,14 +26,12 @@ import torch
 from workbench.inference import Sites
 from workbench.inference.whittle import expected_periodogram, periodogram, whittle_log_likelihood
 from workbench.models.latent_estep import LatentState, stack_state_space
-from workbench.models.latent_sampling import draw_latents
 from workbench.models.trials import PackedTrials
 from workbench.ssm.site_filter import site_filter
 
 __all__ = ["kernel_objectives", "readout_loss"]
 
 Loss = Callable[[], torch.Tensor]
-_DRAWS = 8  # posterior draws for the covariance part of E_q[I]
 
 
 def readout_loss(likelihood, y, mask, state: LatentState, C, d, n: int) -> Loss:
@@ -65,18 +66,17 @@ def _prior_periodogram(latent, length: int, dt: float) -> torch.Tensor:
     return expected_periodogram(latent.kernel(lags, lags[:1]).to_dense()[..., 0], dt)
 
 
-def _expected_power(state: LatentState, draws: torch.Tensor, packed: PackedTrials, k: int, dt):
-    """E_q periodograms of latent k grouped by trial length (trials shorter than 4 bins skip).
-
-    :math:`E_q I = I(m) + E_q I(x - m)`; the second term is averaged over exact draws of q.
-    """
+def _expected_power(latent, state: LatentState, packed: PackedTrials, k: int, dt: float):
+    """E_q periodograms of latent k grouped by trial length (trials shorter than 4 bins skip)."""
     groups: dict[int, list[torch.Tensor]] = defaultdict(list)
+    prior: dict[int, torch.Tensor] = {}
     for seg in packed.segments():
-        mean = state.mean[0, k, seg]
+        mean, var = state.mean[0, k, seg], state.var[0, k, seg]
         T = mean.shape[0]
         if T >= 4:
-            spread = periodogram(draws[:, k, seg] - mean, dt).mean(0)
-            groups[T].append(periodogram(mean, dt) + spread)
+            if T not in prior:
+                prior[T] = _prior_periodogram(latent, T, dt)
+            groups[T].append(periodogram(mean, dt) + var.mean() * prior[T])
     return {T: torch.stack(p) for T, p in groups.items()}
 
 
@@ -92,8 +92,7 @@ def kernel_objectives(
     x, starts = packed.x, packed.starts
     if method == "whittle":
         with torch.no_grad():
-            draws = draw_latents(latents, x, starts, state, _DRAWS, seed=0)
-            powers = [_expected_power(state, draws, packed, k, dt) for k in range(len(latents))]
+            powers = [_expected_power(m, state, packed, k, dt) for k, m in enumerate(latents)]
         return [
             (_trainable(latent), _whittle(latent, power, dt, n))
             for latent, power in zip(latents, powers, strict=True)

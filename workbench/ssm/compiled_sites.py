@@ -1,131 +1,90 @@
-"""Compiled (numba) Kalman filter for vector Gaussian sites on a linear projection of the state.
+"""Compiled (numba) Kalman filter and RTS smoother for vector Gaussian sites on ``f = H s``.
 
-The CVI sites of a multi-latent model live in the K-dimensional latent space
-:math:`f = H s` (H: K × S); a site :math:`\\exp(j^\\top f - \\tfrac12 f^\\top J f)` with
-:math:`J \\succeq 0` (possibly singular) is absorbed without inverting J or the covariance.
+The CVI sites of a multi-latent model live in the K-dimensional latent space; a site
+:math:`\\exp(j^\\top f - \\tfrac12 f^\\top J f)` with :math:`J \\succeq 0` (possibly singular) is
+absorbed without inverting J or a covariance. The stacked state is large (S = sum of the
+latents' state sizes), so the products go through BLAS (``@`` on contiguous blocks) rather than
+scalar loops.
 """
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 
-from workbench.ssm.compiled import _predict
-
-__all__ = ["site_filter_forward"]
+__all__ = ["site_filter_forward", "site_rts_backward"]
 
 _jit = numba.njit(cache=True, nogil=True)
 
 
 @_jit
-def _project(Pp, mp, H, U, Bm, f):  # pragma: no cover - compiled
-    """U = Pp H^T (S, K), Bm = H U (K, K), f = H mp (K,)."""
-    K, S = H.shape
-    for i in range(S):
-        for k in range(K):
-            acc = 0.0
-            for a in range(S):
-                acc += Pp[i, a] * H[k, a]
-            U[i, k] = acc
-    for k in range(K):
-        acc = 0.0
-        for a in range(S):
-            acc += H[k, a] * mp[a]
-        f[k] = acc
-        for q in range(K):
-            acc = 0.0
-            for a in range(S):
-                acc += H[k, a] * U[a, q]
-            Bm[k, q] = acc
-
-
-@_jit
-def _absorb(Pp, mp, H, j, J, m, P, U, V, Bm, f, N, rhs):  # pragma: no cover - compiled
+def _absorb(Pp, mp, H, HT, j, J, m, P):  # pragma: no cover - compiled
     """Posterior (m, P) of N(mp, Pp) times the site; returns log of the normaliser.
 
-    With N = I + J B: P = Pp - U N^{-1} J U^T, m = mp + U N^{-1} r, r = j - J f, and
+    With U = Pp H^T, B = H U, N = I + J B and r = j - J f (f = H mp):
+    P = Pp - U N^{-1} J U^T, m = mp + U N^{-1} r and
     log c = -1/2 log|N| + j^T f - 1/2 f^T J f + 1/2 r^T B N^{-1} r.
     """
-    K, S = H.shape
-    _project(Pp, mp, H, U, Bm, f)
-    quad = 0.0
-    lin = 0.0
-    for k in range(K):
-        acc = j[k]
-        for q in range(K):
-            acc -= J[k, q] * f[q]
-            s = 0.0
-            for a in range(K):
-                s += J[k, a] * Bm[a, q]
-            N[k, q] = s + (1.0 if k == q else 0.0)
-            rhs[k, q + 1] = J[k, q]
-            quad += f[k] * J[k, q] * f[q]
-        rhs[k, 0] = acc
-        lin += j[k] * f[k]
-    sign, logdet = np.linalg.slogdet(N)
+    K = H.shape[0]
+    U = Pp @ HT
+    f = H @ mp
+    B = H @ U
+    N = np.eye(K) + J @ B
+    Jf = J @ f
+    r = j - Jf
+    rhs = np.empty((K, K + 1))
+    rhs[:, 0] = r
+    rhs[:, 1:] = J
     X = np.linalg.solve(N, rhs)  # [N^{-1} r | N^{-1} J]
-    tail = 0.0
-    for k in range(K):
-        for q in range(K):
-            tail += rhs[k, 0] * Bm[k, q] * X[q, 0]
-    for i in range(S):
-        acc = mp[i]
-        for k in range(K):
-            acc += U[i, k] * X[k, 0]
-        m[i] = acc
-    for i in range(S):  # V = U Z^T with Z = N^{-1} J, so that U Z U^T = U V^T
-        for k in range(K):
-            acc = 0.0
-            for q in range(K):
-                acc += U[i, q] * X[k, q + 1]
-            V[i, k] = acc
-    for i in range(S):
-        for c in range(i + 1):
-            acc = 0.0
-            for k in range(K):
-                acc += U[i, k] * V[c, k] + U[c, k] * V[i, k]
-            value = Pp[i, c] - 0.5 * acc
-            P[i, c] = value
-            P[c, i] = value
+    sign, logdet = np.linalg.slogdet(N)
+    m[:] = mp + U @ X[:, 0]
+    V = U @ np.ascontiguousarray(X[:, 1:].T)  # U (N^{-1} J)^T, so U N^{-1} J U^T = U V^T
+    W = U @ V.T
+    P[:, :] = Pp - 0.5 * (W + W.T)
     if sign <= 0.0:
-        return math.nan
-    return -0.5 * logdet + lin - 0.5 * quad + 0.5 * tail
+        return np.nan
+    return -0.5 * logdet + j @ f - 0.5 * f @ Jf + 0.5 * r @ (B @ X[:, 0])
 
 
 @_jit
-def site_filter_forward(A, Q, idx, H, j, J, observed, Pinf, m, P, mp, Pp, logc):  # pragma: no cover
+def site_filter_forward(
+    A, AT, Q, idx, H, j, J, observed, Pinf, m, P, mp, Pp, logc
+):  # pragma: no cover
     """Fill m, P, mp, Pp (B, T, S[, S]) and logc (B,) for sites j (B, T, K), J (B, T, K, K).
 
-    The step into t uses ``A[idx[t - 1]]``, ``Q[idx[t - 1]]``; bins with ``observed`` False
-    carry no information and are skipped.
+    The step into t uses ``A[idx[t - 1]]`` (``AT`` holds the transposes); bins with
+    ``observed`` False carry no information and are skipped.
     """
-    B, T, K = j.shape
-    S = H.shape[1]
-    tmp = np.empty((S, S))
-    U = np.empty((S, K))
-    V = np.empty((S, K))
-    Bm = np.empty((K, K))
-    N = np.empty((K, K))
-    rhs = np.empty((K, K + 1))
-    f = np.empty(K)
-    for b in range(B):
+    nb, T, _ = j.shape
+    HT = np.ascontiguousarray(H.T)
+    for b in range(nb):
         total = 0.0
         for t in range(T):
             if t == 0:
-                for i in range(S):
-                    mp[b, 0, i] = 0.0
-                    for c in range(S):
-                        Pp[b, 0, i, c] = Pinf[i, c]
+                mp[b, 0] = 0.0
+                Pp[b, 0] = Pinf
             else:
                 a = idx[t - 1]
-                _predict(A[a], Q[a], m[b, t - 1], P[b, t - 1], mp[b, t], Pp[b, t], tmp)
+                mp[b, t] = A[a] @ m[b, t - 1]
+                Pp[b, t] = A[a] @ P[b, t - 1] @ AT[a] + Q[a]
             if not observed[b, t]:
                 m[b, t] = mp[b, t]
                 P[b, t] = Pp[b, t]
                 continue
-            total += _absorb(
-                Pp[b, t], mp[b, t], H, j[b, t], J[b, t], m[b, t], P[b, t], U, V, Bm, f, N, rhs
-            )
+            total += _absorb(Pp[b, t], mp[b, t], H, HT, j[b, t], J[b, t], m[b, t], P[b, t])
         logc[b] = total
+
+
+@_jit
+def site_rts_backward(A, idx, m, P, mp, Pp, ms, Ps):  # pragma: no cover - compiled
+    """Smoothed ms, Ps (B, T, S[, S]) from a filter pass (BLAS products, LU solves)."""
+    nb, T, _ = m.shape
+    for b in range(nb):
+        ms[b, T - 1] = m[b, T - 1]
+        Ps[b, T - 1] = P[b, T - 1]
+        for t in range(T - 2, -1, -1):
+            G = np.linalg.solve(Pp[b, t + 1], A[idx[t]] @ P[b, t])  # E^T
+            GT = np.ascontiguousarray(G.T)
+            ms[b, t] = m[b, t] + GT @ (ms[b, t + 1] - mp[b, t + 1])
+            S = P[b, t] + GT @ (Ps[b, t + 1] - Pp[b, t + 1]) @ G
+            Ps[b, t] = 0.5 * (S + S.T)

@@ -22,8 +22,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from workbench.ssm.fast import compiled_available, compiled_rts_smoother
-from workbench.ssm.kalman import FilterResult, rts_smoother
+from workbench.ssm.fast import compiled_available
+from workbench.ssm.kalman import FilterResult, SmootherResult, rts_smoother
 
 __all__ = ["LatentMoments", "site_filter", "site_smoother"]
 
@@ -101,10 +101,10 @@ def _compiled_filter(A, Q, H, info, precision, Pinf, index) -> FilterResult:
     m, mp = np.empty((B, T, S)), np.empty((B, T, S))
     P, Pp = np.empty((B, T, S, S)), np.empty((B, T, S, S))
     log_z = np.empty(B)
-    arrays = (t.detach().cpu().numpy() for t in (A, Q, index, H, Pinf))
-    A_, Q_, idx, H_, Pinf_ = (np.ascontiguousarray(a) for a in arrays)
+    arrays = (t.detach().cpu().numpy() for t in (A, A.mT, Q, index, H, Pinf))
+    A_, AT, Q_, idx, H_, Pinf_ = (np.ascontiguousarray(a) for a in arrays)
     _compiled.site_filter_forward(
-        A_, Q_, idx, H_, np.ascontiguousarray(j), np.ascontiguousarray(J), seen, Pinf_,
+        A_, AT, Q_, idx, H_, np.ascontiguousarray(j), np.ascontiguousarray(J), seen, Pinf_,
         m, P, mp, Pp, log_z,
     )  # fmt: skip
     shape = (*batch, T)
@@ -114,6 +114,17 @@ def _compiled_filter(A, Q, H, info, precision, Pinf, index) -> FilterResult:
         torch.from_numpy(mp).reshape(*shape, S),
         torch.from_numpy(Pp).reshape(*shape, S, S),
         torch.from_numpy(log_z).reshape(batch),
+    )
+
+
+def _compiled_smoother(A, filtered: FilterResult, index) -> SmootherResult:
+    batch, (T, S) = filtered.mean.shape[:-2], filtered.mean.shape[-2:]
+    flat = [t.reshape(-1, *t.shape[len(batch) :]).numpy() for t in filtered[:4]]
+    ms, Ps = np.empty_like(flat[0]), np.empty_like(flat[1])
+    idx = np.ascontiguousarray(index.numpy())
+    _compiled.site_rts_backward(np.ascontiguousarray(A.detach().numpy()), idx, *flat, ms, Ps)
+    return SmootherResult(
+        torch.from_numpy(ms).reshape(*batch, T, S), torch.from_numpy(Ps).reshape(*batch, T, S, S)
     )
 
 
@@ -135,7 +146,7 @@ def site_smoother(
     with torch.no_grad():
         if _compiled is not None and compiled_available(A, Q, info, precision):
             filtered = _compiled_filter(A, Q, H, info, precision, Pinf, index)
-            smoothed = compiled_rts_smoother(A, filtered, index)
+            smoothed = _compiled_smoother(A, filtered, index)
         else:
             filtered = site_filter(A, Q, H, info, precision, Pinf, index)
             smoothed = rts_smoother(A[index], filtered)
