@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from workbench.kernels import HidaMaternKernel, MaternKernel
-from workbench.ssm.site_filter import _compiled, _compiled_filter, site_filter, site_smoother
+from workbench.ssm.kalman import rts_smoother
+from workbench.ssm.site_filter import (
+    SMALL_STATE,
+    _compiled,
+    _compiled_filter,
+    site_filter,
+    site_smoother,
+)
 
 KERNELS = [
     MaternKernel(nu=2.5, lengthscale=0.7),
@@ -84,17 +91,24 @@ def test_site_smoother_matches_dense_posterior(seed):
         torch.testing.assert_close(out.log_z[b], log_z, rtol=0, atol=1e-9)
 
 
-def test_torch_and_compiled_filters_agree():
+@pytest.mark.parametrize("n_big", [0, 6])  # S = 4 (scalar loops) and S = 22 (BLAS)
+def test_torch_and_compiled_filters_and_smoothers_agree(n_big):
     if _compiled is None:
         pytest.skip("numba unavailable")
     T = 50
     x = torch.linspace(0, 5, T, dtype=torch.float64)
-    A, Q, H, Pinf = _stacked(KERNELS[:2], x)
-    info, precision = _sites((3,), T, 2, seed=3)
+    kernels = KERNELS[:2] + [MaternKernel(nu=2.5, lengthscale=0.5 + i) for i in range(n_big)]
+    A, Q, H, Pinf = _stacked(kernels, x)
+    assert (A.shape[-1] > SMALL_STATE) == (n_big > 0)
+    info, precision = _sites((3,), T, len(kernels), seed=3)
     ref = site_filter(A, Q, H, info, precision, Pinf)
     out = _compiled_filter(A, Q, H, info, precision, Pinf, torch.arange(T - 1))
     for name, a, b in zip(ref._fields, ref, out, strict=True):
-        torch.testing.assert_close(b, a, rtol=0, atol=1e-11, msg=name)
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-10, msg=name)
+    smoothed = rts_smoother(A, ref)
+    fast = site_smoother(A, Q, H, info, precision, Pinf)
+    torch.testing.assert_close(fast.mean, smoothed.mean @ H.mT, rtol=0, atol=1e-10)
+    torch.testing.assert_close(fast.cov, H @ smoothed.cov @ H.mT, rtol=0, atol=1e-10)
 
 
 def test_site_filter_log_z_gradient_is_the_posterior_mean():

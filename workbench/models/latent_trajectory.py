@@ -258,6 +258,8 @@ class LatentTrajectoryGP(Model):
         with progress_bar(steps, type(self).__name__, progress) as bar:
             for step in range(steps):
                 state = self._estep(data, state, self.cvi_steps)
+                # ELBO of (q, current parameters), before the M-step moves them
+                trace.append(elbo(self.observation, data.y, data.mask, state, self.C, self.d))
                 loss = readout_loss(self.observation, data.y, data.mask, state, self.C, self.d, n)
                 self._lbfgs(loss, [self.C, self.d], m_steps)
                 if learn_hyperparameters:
@@ -266,7 +268,6 @@ class LatentTrajectoryGP(Model):
                     )
                     for params, objective in objectives:
                         self._lbfgs(objective, params, m_steps)
-                trace.append(elbo(self.observation, data.y, data.mask, state, self.C, self.d))
                 bar.update(1)
                 bar.set_postfix(elbo=f"{trace[-1]:.4g}")
                 if callback is not None:

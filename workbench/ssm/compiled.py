@@ -20,12 +20,12 @@ _jit = numba.njit(cache=True, nogil=True)
 
 @_jit
 def _mm(A, B, out):  # pragma: no cover - compiled
-    """out = A @ B for square (S, S) matrices (pass ``A.T`` for a transposed product)."""
-    S = A.shape[0]
-    for i in range(S):
-        for j in range(S):
+    """out = A @ B for (n, k) and (k, m) matrices (pass ``A.T`` for a transposed product)."""
+    n, inner = A.shape
+    for i in range(n):
+        for j in range(B.shape[1]):
             acc = 0.0
-            for k in range(S):
+            for k in range(inner):
                 acc += A[i, k] * B[k, j]
             out[i, j] = acc
 
@@ -64,6 +64,25 @@ def _innovation(Pp, h, mp, y, R, u):  # pragma: no cover - compiled
 
 
 @_jit
+def _advance(A, Q, idx, Pinf, m, P, mp, Pp, b, t, observed, tmp):  # pragma: no cover
+    """Predict into bin t (the prior at t = 0); without data there, the prediction is the
+    filtered state. Returns ``observed``."""
+    S = Pinf.shape[0]
+    if t == 0:
+        for i in range(S):
+            mp[b, 0, i] = 0.0
+            for j in range(S):
+                Pp[b, 0, i, j] = Pinf[i, j]
+    else:
+        a = idx[t - 1]
+        _predict(A[a], Q[a], m[b, t - 1], P[b, t - 1], mp[b, t], Pp[b, t], tmp)
+    if not observed:
+        m[b, t] = mp[b, t]
+        P[b, t] = Pp[b, t]
+    return observed
+
+
+@_jit
 def filter_forward(A, Q, idx, h, y, R, mask, Pinf, m, P, mp, Pp, lml):  # pragma: no cover
     """Fill m, P (filtered), mp, Pp (predicted) of shapes (B, T, S[, S]) and lml (B,).
 
@@ -76,17 +95,7 @@ def filter_forward(A, Q, idx, h, y, R, mask, Pinf, m, P, mp, Pp, lml):  # pragma
     for b in range(B):
         total = 0.0
         for t in range(T):
-            if t == 0:
-                for i in range(S):
-                    mp[b, 0, i] = 0.0
-                    for j in range(S):
-                        Pp[b, 0, i, j] = Pinf[i, j]
-            else:
-                a = idx[t - 1]
-                _predict(A[a], Q[a], m[b, t - 1], P[b, t - 1], mp[b, t], Pp[b, t], tmp)
-            if not mask[b, t]:
-                m[b, t] = mp[b, t]
-                P[b, t] = Pp[b, t]
+            if not _advance(A, Q, idx, Pinf, m, P, mp, Pp, b, t, mask[b, t], tmp):
                 continue
             s, v = _innovation(Pp[b, t], h, mp[b, t], y[b, t], R[b, t], u)
             for i in range(S):

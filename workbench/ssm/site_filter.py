@@ -28,9 +28,14 @@ from workbench.ssm.kalman import FilterResult, SmootherResult, rts_smoother
 __all__ = ["LatentMoments", "site_filter", "site_smoother"]
 
 try:
+    from workbench.ssm import compiled as _compiled_small_rts
     from workbench.ssm import compiled_sites as _compiled
+    from workbench.ssm import compiled_sites_small as _compiled_small
 except ImportError:  # numba missing: the torch recursion is used
     _compiled = None
+
+#: Stacked states up to this size use the allocation-free scalar loops, larger ones BLAS.
+SMALL_STATE = 12
 
 
 class LatentMoments(NamedTuple):
@@ -103,10 +108,11 @@ def _compiled_filter(A, Q, H, info, precision, Pinf, index) -> FilterResult:
     log_z = np.empty(B)
     arrays = (t.detach().cpu().numpy() for t in (A, A.mT, Q, index, H, Pinf))
     A_, AT, Q_, idx, H_, Pinf_ = (np.ascontiguousarray(a) for a in arrays)
-    _compiled.site_filter_forward(
-        A_, AT, Q_, idx, H_, np.ascontiguousarray(j), np.ascontiguousarray(J), seen, Pinf_,
-        m, P, mp, Pp, log_z,
-    )  # fmt: skip
+    sites = (np.ascontiguousarray(j), np.ascontiguousarray(J), seen, Pinf_, m, P, mp, Pp, log_z)
+    if S <= SMALL_STATE:
+        _compiled_small.site_filter_loops(A_, Q_, idx, H_, *sites)
+    else:
+        _compiled.site_filter_forward(A_, AT, Q_, idx, H_, *sites)
     shape = (*batch, T)
     return FilterResult(
         torch.from_numpy(m).reshape(*shape, S),
@@ -122,7 +128,8 @@ def _compiled_smoother(A, filtered: FilterResult, index) -> SmootherResult:
     flat = [t.reshape(-1, *t.shape[len(batch) :]).numpy() for t in filtered[:4]]
     ms, Ps = np.empty_like(flat[0]), np.empty_like(flat[1])
     idx = np.ascontiguousarray(index.numpy())
-    _compiled.site_rts_backward(np.ascontiguousarray(A.detach().numpy()), idx, *flat, ms, Ps)
+    run = _compiled_small_rts.rts_backward if S <= SMALL_STATE else _compiled.site_rts_backward
+    run(np.ascontiguousarray(A.detach().numpy()), idx, *flat, ms, Ps)
     return SmootherResult(
         torch.from_numpy(ms).reshape(*batch, T, S), torch.from_numpy(Ps).reshape(*batch, T, S, S)
     )
