@@ -186,3 +186,19 @@ def test_marginal_m_step_on_irregular_bins_and_whittle_fallback_warning():
         wb.LatentTrajectoryGP(1, estep="full")
     with pytest.raises(ValueError, match="m_step"):
         wb.LatentTrajectoryGP(1, m_step="exact")
+
+
+@pytest.mark.parametrize("mode", ["joint", "mean_field"])
+def test_elbo_is_non_decreasing_with_full_cvi_steps(mode):
+    model = _model(Poisson(bin_width=1.0), mode)
+    spikes = _spikes(seed=6)
+    data = model._prepare(spikes)
+    p, state, values = data.packed, None, []
+    for _ in range(8):
+        state = estep(
+            model.latents, p.x, p.starts, data.y, data.mask, model.C, model.d,
+            model.observation, state, 1, 1.0, mode == "joint",
+        )  # fmt: skip
+        values.append(elbo(model.observation, data.y, data.mask, state, model.C, model.d))
+    assert np.all(np.diff(values) >= -1e-8 * abs(values[-1])), np.diff(values)
+    assert values[-1] - values[0] > 1.0

@@ -95,6 +95,8 @@ def test_without_trial_dim_and_bad_input():
         lt.posterior(single.rename(unit="neuron"))
     with pytest.raises(ValueRangeError, match="counts"):
         lt.posterior(single.copy(data=-single.values))
+    with pytest.raises(ValueRangeError, match="integer counts"):
+        lt.posterior(single + 0.5)
     with pytest.warns(WorkbenchWarning, match="not identifiable"):
         wb.LatentTrajectoryGP(5, cvi_steps=1).fit(single, steps=1, progress=False)
     with pytest.raises(ValueError, match="n_latents"):
