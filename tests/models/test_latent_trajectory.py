@@ -63,6 +63,7 @@ def test_recovers_van_der_pol_latents():
     assert lt.fit_elbo[-1] > lt.fit_elbo[0]  # Whittle M-steps are not exact ELBO ascent
     post = lt.posterior()
     assert post.latent_mean.dims == ("trial", "time", "latent")
+    np.testing.assert_array_equal(post.elbo_trace.values, lt.fit_elbo)
     assert post.rate.dims == ("trial", "time", "unit") and post.rate.attrs["units"] == "1/s"
     r2 = _aligned_r2(post.latent_mean.values, ds.true_latent.values)
     assert r2.mean() >= 0.95 and r2.min() >= 0.93, r2  # overall (SST-weighted ~ mean) and each

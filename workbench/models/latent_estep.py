@@ -119,6 +119,19 @@ def _targets(likelihood, y, mask, state: LatentState, C, d):
     return grad + J * state.mean, J
 
 
+def _starting_sites(state: LatentState | None, joint: bool, zeros: torch.Tensor):
+    """Sites to start from: none (zeros, shape (1, K, L)), or ``state``'s in the E-step's form
+    (switching between joint and mean-field keeps the information gathered)."""
+    if state is None:
+        K, L = zeros.shape[1:]
+        return zeros, (zeros.new_zeros(1, L, K, K) if joint else zeros.clone())
+    if state.joint == joint:
+        return state.info, state.precision
+    if joint:
+        return state.info, torch.diag_embed(state.precision.transpose(-1, -2))
+    return state.info, state.precision.diagonal(0, -2, -1).transpose(-1, -2)
+
+
 def estep(
     latents: Sequence,
     x: torch.Tensor,  # shape: (L,) packed bin times
@@ -138,15 +151,7 @@ def estep(
         C, d = C.detach(), d.detach()
         K, L = C.shape[1], x.shape[0]
         ssm = stack_state_space(latents, x, starts) if joint else None
-        info, precision = state.info if state is not None else y.new_zeros(1, K, L), None
-        if state is not None and state.joint == joint:
-            precision = state.precision
-        elif state is not None and joint:  # switching E-step mode keeps the information
-            precision = torch.diag_embed(state.precision.transpose(-1, -2))
-        elif state is not None:
-            precision = state.precision.diagonal(0, -2, -1).transpose(-1, -2)
-        else:
-            precision = y.new_zeros(1, L, K, K) if joint else y.new_zeros(1, K, L)
+        info, precision = _starting_sites(state, joint, y.new_zeros(1, K, L))
         # always re-smooth: the kernels may have changed since ``state`` was computed
         state = smooth(latents, x, starts, info, precision, joint, ssm)
         for _ in range(steps):

@@ -7,6 +7,7 @@ import math
 import warnings
 from typing import Any, Self
 
+import numpy as np
 import torch
 import xarray as xr
 
@@ -72,7 +73,9 @@ class LatentTrajectoryGP(Model):
         O(T (K s)^3)) or independent per-latent sites (O(T K s^3)), s = state size per latent.
     m_step : {"auto", "whittle", "marginal"}
         Kernel objective: ``"auto"`` takes Whittle on a regular grid, else the marginal
-        likelihood of the pseudo-data (see :mod:`~workbench.models.latent_mstep`).
+        likelihood of the pseudo-data (see :mod:`~workbench.models.latent_mstep`). With the
+        joint E-step that likelihood runs a differentiable torch filter, one Python step per
+        bin: for long irregular recordings prefer ``estep="mean_field"`` (compiled).
     time_unit : str
         Unit of the float axis for ``datetime64`` times.
 
@@ -346,11 +349,17 @@ class LatentTrajectoryGP(Model):
         """Latent means/variances (trial, time, latent) and, for Poisson, rates (trial, time, unit).
 
         ``spikes=None`` uses the data of the last ``fit``; new data run a fresh E-step with the
-        learned readout and kernels. Bins outside a trial's span (NaN tails) are NaN.
+        learned readout and kernels. Bins outside a trial's span (NaN tails) are NaN. After a
+        fit, ``elbo_trace`` (em_round) holds the ELBO of every EM round.
         """
+        fitted = spikes is None
         spikes, data, state = self._variational(spikes)
         value = elbo(self.observation, data.y, data.mask, state, self.C, self.d)
-        return latent_dataset(self, spikes, data, state, value)
+        ds = latent_dataset(self, spikes, data, state, value)
+        if fitted and getattr(self, "fit_elbo", None):
+            ds["elbo_trace"] = ("em_round", np.asarray(self.fit_elbo))
+            ds["elbo_trace"].attrs = {"long_name": "ELBO after each E-step of the fit"}
+        return ds
 
 
 def _kernels(kernel, K: int) -> list[StateSpaceKernel]:
