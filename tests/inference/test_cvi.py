@@ -135,6 +135,9 @@ def test_expected_log_prob_and_derivatives(lik, y):
         dv = (brute(m, v + eps) - brute(m, v - eps)) / (2 * eps)
     torch.testing.assert_close(e.d_mean, dm, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(e.d_var, dv, rtol=1e-5, atol=1e-7)
+    g_mean, g_var = lik.expected_gradients(y, m, v)  # the value-free shortcut agrees
+    torch.testing.assert_close(g_mean, e.d_mean, rtol=0, atol=1e-14)
+    torch.testing.assert_close(g_var, e.d_var, rtol=0, atol=1e-14)
 
 
 def test_likelihood_arguments_are_validated():

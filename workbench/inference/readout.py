@@ -25,6 +25,7 @@ __all__ = [
     "latent_expectations",
     "readout_moments",
     "unit_expectations",
+    "unit_gradients",
 ]
 
 
@@ -41,7 +42,7 @@ def readout_moments(
     d: torch.Tensor,  # shape: (N,)
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of :math:`\\eta` (each (*batch, N, T))."""
-    mu = torch.einsum("nk,...kt->...nt", C, mean) + d[:, None]
+    mu = torch.einsum("nk,...kt->...nt", C, mean).add_(d[:, None])  # in place: large arrays
     return mu, torch.einsum("nk,...kt->...nt", C.square(), var)
 
 
@@ -68,6 +69,20 @@ def unit_expectations(
     zero = torch.zeros_like(mu)
     value = torch.where(mask, e.value, zero).sum((-2, -1))
     return value, torch.where(mask, e.d_mean, zero), torch.where(mask, e.d_var, zero)
+
+
+def unit_gradients(
+    likelihood: Likelihood,
+    y: torch.Tensor,  # shape: (*batch, N, T)
+    mask: torch.Tensor,  # shape: (*batch, N, T)
+    mu: torch.Tensor,
+    s2: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, s2) gradients of the expected log-likelihood per unit and bin (masked: 0)."""
+    g_mu, g_s2 = likelihood.expected_gradients(y, mu, s2)
+    if bool(mask.all()):  # complete data: skip two full-size selections
+        return g_mu, g_s2
+    return torch.where(mask, g_mu, 0.0), torch.where(mask, g_s2, 0.0)
 
 
 def latent_expectations(

@@ -71,6 +71,13 @@ class Likelihood(torch.nn.Module):
         f = mean[..., None] + torch.sqrt(2.0 * var.clamp_min(0.0))[..., None] * x
         return (self.log_prob(y[..., None], f) * w).sum(-1)
 
+    def expected_gradients(
+        self, y: torch.Tensor, mean: torch.Tensor, var: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`(\partial_m E, \partial_v E)` alone (CVI site updates need no value)."""
+        expected = self.expected_log_prob(y, mean, var)
+        return expected.d_mean, expected.d_var
+
     def expected_log_prob(
         self, y: torch.Tensor, mean: torch.Tensor, var: torch.Tensor
     ) -> ExpectedLogProb:

@@ -62,6 +62,13 @@ class Poisson(Likelihood):
         self._lgamma_cache = (y, y._version, value)
         return value
 
+    def expected_gradients(self, y, mean, var) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.link != "exp":
+            return super().expected_gradients(y, mean, var)
+        # in place: these are (units x bins) arrays, and fresh allocations dominate their cost
+        rate = torch.add(mean, var, alpha=0.5).exp_().mul_(self.bin_width)
+        return torch.sub(y, rate), rate.mul_(-0.5)
+
     def expected_log_prob(self, y, mean, var) -> ExpectedLogProb:
         if self.link != "exp":
             return super().expected_log_prob(y, mean, var)

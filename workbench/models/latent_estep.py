@@ -27,7 +27,12 @@ from typing import NamedTuple
 import torch
 
 from workbench.inference import Sites, sites_to_observations
-from workbench.inference.readout import joint_readout_moments, readout_moments, unit_expectations
+from workbench.inference.readout import (
+    joint_readout_moments,
+    readout_moments,
+    unit_expectations,
+    unit_gradients,
+)
 from workbench.likelihoods import Likelihood
 from workbench.ssm.site_filter import site_smoother
 
@@ -109,8 +114,8 @@ def smooth(latents, x, starts, info, precision, joint: bool, ssm=None) -> Latent
 
 def _targets(likelihood, y, mask, state: LatentState, C, d):
     """Natural-gradient targets (info, precision) of the sites at the current q."""
-    _, g, g_s2 = unit_expectations(likelihood, y, mask, *state.eta_moments(C, d))
-    w = (-2.0 * g_s2).clamp_min(0.0)  # PSD projection (non-log-concave likelihoods)
+    g, g_s2 = unit_gradients(likelihood, y, mask, *state.eta_moments(C, d))
+    w = g_s2.mul_(-2.0).clamp_min_(0.0)  # PSD projection (non-log-concave); g_s2 is ours
     grad = torch.einsum("nk,bnt->bkt", C, g)
     if state.joint:
         J = torch.einsum("nk,bnt,nl->btkl", C, w, C)
