@@ -11,12 +11,14 @@ __version__ = "0.1.0"
 
 from workbench import data, errors, inference, io, kernels, likelihoods, models, simulate, ssm
 from workbench.datasets import list_datasets, load_dataset
-from workbench.models import ExactGP, LatentTrajectoryGP, MarkovGP
+from workbench.models import ExactGP, LatentTrajectoryGP, Magma, MagmaClust, MarkovGP
 from workbench.persistence import load
 
 __all__ = [
     "ExactGP",
     "LatentTrajectoryGP",
+    "Magma",
+    "MagmaClust",
     "MarkovGP",
     "__version__",
     "data",

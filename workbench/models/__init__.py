@@ -8,12 +8,16 @@ from workbench.models.base import Posterior as Posterior
 from workbench.models.exact_gp import ExactGP as ExactGP
 from workbench.models.gp_regression import GPRegression as GPRegression
 from workbench.models.latent_trajectory import LatentTrajectoryGP as LatentTrajectoryGP
+from workbench.models.magma import Magma as Magma
+from workbench.models.magma import MagmaClust as MagmaClust
 from workbench.models.markov_gp import MarkovGP as MarkovGP
 
 __all__ = [
     "ExactGP",
     "GPRegression",
     "LatentTrajectoryGP",
+    "Magma",
+    "MagmaClust",
     "MarkovGP",
     "Model",
     "ParameterSpec",

@@ -1,0 +1,399 @@
+"""Magma and MagmaClust: multi-task GPs with common (clustered) mean processes."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from typing import Any, Self
+
+import gpytorch
+import numpy as np
+import torch
+import xarray as xr
+
+from workbench.data import TimeAxis, from_dataarray, resolve_at
+from workbench.errors import DimensionError, WorkbenchWarning
+from workbench.kernels import kernel_from_spec, kernel_to_spec
+from workbench.kernels.batched import batched_kernel, squared_exponential
+from workbench.models import magma_vem as vem
+from workbench.models.base import Model
+from workbench.models.magma_outputs import prediction_dataset
+from workbench.models.magma_predict import predict_clusters
+from workbench.models.task_grid import TaskGrid, task_grid
+from workbench.models.training import optimize
+from workbench.progress import progress_bar
+
+__all__ = ["HYPOTHESES", "Magma", "MagmaClust"]
+
+#: Hyper-parameter sharing: mean processes ("0" common, "k" per cluster) x tasks ("0", "i").
+HYPOTHESES = ("H00", "Hk0", "H0i", "Hki")
+JITTER = 1e-8  # relative to the prior variance, on the mean processes' grid covariance
+
+
+class MagmaClust(Model):
+    r"""Clustered multi-task GP with cluster-specific mean processes (MagmaClust).
+
+    .. math::
+        Z_i \sim \mathrm{Mult}(\pi),\quad \mu_k \sim GP(m_k, C_{\gamma_k}),\quad
+        y_i \mid Z_{ik} = 1 = \mu_k(t_i) + f_i(t_i) + \varepsilon_i,\quad
+        f_i \sim GP(0, \Sigma_{\theta_i}),\ \varepsilon_i \sim N(0, \sigma_i^2 I)
+
+    Variational EM (:mod:`workbench.models.magma_vem`) on a ``DataArray(task, time)`` whose
+    NaN entries are unobserved, so every task may have its own irregular grid.
+
+    Parameters
+    ----------
+    n_clusters : int
+        K (``Magma`` is K = 1).
+    hypothesis : {"H00", "Hk0", "H0i", "Hki"}
+        Which hyper-parameters are shared: mean-process kernels common ("0") or per cluster
+        ("k"), task kernels and noise common ("0") or per task ("i").
+    mean_kernel, task_kernel : gpytorch Kernel, optional
+        Stationary kernels of the mean processes and task deviations (default
+        ``ScaleKernel(RBFKernel())``, the squared exponential of the paper).
+    prior_mean : float or "constant"
+        Fixed constant prior mean of every mean process, or ``"constant"``: one constant per
+        cluster, re-estimated in each M-step by generalised least squares.
+    task_dim : str
+        Name of the task dim of the data.
+    max_iter, tol : int, float
+        EM stops after ``max_iter`` iterations or when the relative ELBO change is below ``tol``.
+    m_steps : int
+        L-BFGS iterations per M-step and hyper-parameter group.
+    seed : int
+        Seed of the k-means initialisation.
+
+    References
+    ----------
+    1. A. Leroy, P. Latouche, B. Guedj and S. Gey, "Cluster-specific predictions with multi-task
+       Gaussian processes", JMLR 24(5), 2023.
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 2,
+        hypothesis: str = "H00",
+        mean_kernel: gpytorch.kernels.Kernel | dict | None = None,
+        task_kernel: gpytorch.kernels.Kernel | dict | None = None,
+        prior_mean: float | str = 0.0,
+        *,
+        task_dim: str = "task",
+        max_iter: int = 25,
+        tol: float = 1e-3,
+        m_steps: int = 10,
+        seed: int = 0,
+        n_tasks: int | None = None,
+        time_unit: str = "D",
+        axis: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if int(n_clusters) != n_clusters or n_clusters < 1:
+            raise ValueError(f"expected n_clusters >= 1, got {n_clusters}")
+        if hypothesis not in HYPOTHESES:
+            raise ValueError(f"expected hypothesis in {HYPOTHESES}, got {hypothesis!r}")
+        if not (prior_mean == "constant" or isinstance(prior_mean, int | float)):
+            raise ValueError(f"expected a float or 'constant' prior_mean, got {prior_mean!r}")
+        self.n_clusters, self.hypothesis = int(n_clusters), hypothesis
+        self.task_dim, self.time_unit = task_dim, time_unit
+        self.max_iter, self.tol, self.m_steps, self.seed = int(max_iter), tol, int(m_steps), seed
+        self.prior_mean_mode = prior_mean
+        templates = [mean_kernel, task_kernel]
+        templates = [kernel_from_spec(k) if isinstance(k, dict) else k for k in templates]
+        self._templates = [k if k is not None else squared_exponential() for k in templates]
+        per_cluster = self.n_clusters if hypothesis[1] == "k" else None
+        self.mean_kernel = batched_kernel(self._templates[0], per_cluster)
+        constant = 0.0 if prior_mean == "constant" else float(prior_mean)
+        self.register_buffer("mean_constant", torch.full((self.n_clusters,), constant).double())
+        self.register_buffer("log_pi", torch.full((self.n_clusters,), -math.log(n_clusters)))
+        self.log_pi = self.log_pi.double()
+        self.task_kernel: gpytorch.kernels.Kernel | None = None
+        self.n_tasks: int | None = None
+        self.axis = TimeAxis(**axis) if axis is not None else None
+        if n_tasks is not None:
+            self._make_task_parameters(int(n_tasks))
+        self.fit_elbo: list[float] = []
+        self._fitted: tuple | None = None
+
+    # -- configuration -------------------------------------------------------------------------
+    def _make_task_parameters(self, n_tasks: int) -> None:
+        self.n_tasks = n_tasks
+        per_task = n_tasks if self.hypothesis[2] == "i" else None
+        self.task_kernel = batched_kernel(self._templates[1], per_task)
+        shape = (n_tasks,) if per_task else ()
+        self.raw_noise = torch.nn.Parameter(torch.zeros(shape, dtype=torch.float64))
+        self.raw_noise_constraint = gpytorch.constraints.GreaterThan(1e-8)
+
+    @property
+    def noise(self) -> torch.Tensor:
+        """Task noise variances sigma_i^2 (one value when shared)."""
+        return self.raw_noise_constraint.transform(self.raw_noise)
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "n_clusters": self.n_clusters,
+            "hypothesis": self.hypothesis,
+            "mean_kernel": kernel_to_spec(self._templates[0]),
+            "task_kernel": kernel_to_spec(self._templates[1]),
+            "prior_mean": self.prior_mean_mode,
+            "task_dim": self.task_dim,
+            "max_iter": self.max_iter,
+            "tol": self.tol,
+            "m_steps": self.m_steps,
+            "seed": self.seed,
+            "time_unit": self.time_unit,
+        }
+        if self.n_tasks is not None:
+            config["n_tasks"] = self.n_tasks
+        if self.axis is not None:
+            config["axis"] = self.axis.to_config()
+        return config
+
+    # -- data ----------------------------------------------------------------------------------
+    def _grid(self, da: xr.DataArray) -> tuple[TaskGrid, Any]:
+        obs = from_dataarray(da, "time", time_unit=self.time_unit, axis=self.axis)
+        if obs.batch_dims != (self.task_dim,):
+            raise DimensionError(f"expected dims ({self.task_dim!r}, 'time'), got {tuple(da.dims)}")
+        if self.axis is None:
+            self.axis = obs.axis
+        names = list(da[self.task_dim].values)
+        return task_grid(obs.x.double(), obs.y.double(), obs.mask, names), obs
+
+    # -- pieces of the model on a grid ---------------------------------------------------------
+    def _prior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K, P, P) covariance (with jitter) and (K, P) mean of the mean processes on x."""
+        cov = self.mean_kernel(x[:, None], x[:, None]).to_dense()
+        cov = cov.expand(self.n_clusters, *cov.shape[-2:])
+        scale = cov.diagonal(0, -2, -1).mean(-1)
+        eye = torch.eye(x.shape[0], dtype=cov.dtype)
+        cov = cov + JITTER * scale[:, None, None] * eye
+        return cov, self.mean_constant[:, None].expand(-1, x.shape[0])
+
+    def _psi(self, grid: TaskGrid) -> torch.Tensor:
+        return vem.task_covariance(self.task_kernel, self.noise, grid)
+
+    def _initialize(self, grid: TaskGrid) -> torch.Tensor:
+        """Hyper-parameters from the data's scales; memberships by k-means on curve summaries."""
+        values = grid.y[grid.valid]
+        var = float(values.var()) if values.numel() > 1 else 1.0
+        span = float(grid.x.max() - grid.x.min()) or 1.0
+        for kernel, scale in ((self.mean_kernel, var), (self.task_kernel, 0.25 * var)):
+            for module in kernel.modules():
+                if isinstance(module, gpytorch.kernels.ScaleKernel):
+                    module.initialize(outputscale=scale)
+                elif getattr(module, "has_lengthscale", False):
+                    module.initialize(lengthscale=0.1 * span)
+        with torch.no_grad():
+            self.raw_noise.fill_(
+                self.raw_noise_constraint.inverse_transform(torch.tensor(0.05 * var))
+            )
+            if self.prior_mean_mode == "constant":
+                self.mean_constant.fill_(float(values.mean()))
+        return self._kmeans(grid)
+
+    def _kmeans(self, grid: TaskGrid) -> torch.Tensor:
+        """One-hot tau from k-means (50 starts) on each curve's (min, mean, max)."""
+        M, K = grid.y.shape[0], self.n_clusters
+        if K == 1:
+            return torch.ones(M, 1, dtype=torch.float64)
+        from sklearn.cluster import KMeans
+
+        lo = torch.where(grid.valid, grid.y, torch.inf).amin(1)
+        hi = torch.where(grid.valid, grid.y, -torch.inf).amax(1)
+        mean = grid.y.sum(1) / grid.valid.sum(1)
+        features = torch.stack([lo, mean, hi], 1).numpy()
+        labels = KMeans(K, n_init=50, random_state=self.seed).fit_predict(features)
+        return torch.nn.functional.one_hot(torch.as_tensor(labels, dtype=torch.long), K).double()
+
+    def _estep(self, grid: TaskGrid, tau: torch.Tensor, update_tau: bool):
+        with torch.no_grad():
+            prior_cov, prior_mean = self._prior(grid.x)
+            precision = vem.task_precision(self._psi(grid), grid)
+            post = vem.mean_posterior(prior_cov, prior_mean, precision, tau, grid)
+            terms = vem.task_terms(precision, post, grid)
+            if update_tau:
+                tau = vem.memberships(self.log_pi, terms)
+                post = vem.mean_posterior(prior_cov, prior_mean, precision, tau, grid)
+                terms = vem.task_terms(precision, post, grid)
+            value = vem.elbo(prior_cov, prior_mean, post, terms, tau, self.log_pi)
+        return post, tau, float(value)
+
+    def _mstep(self, grid: TaskGrid, post: vem.MeanPosterior, tau: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.log_pi.copy_(tau.mean(0).clamp_min(1e-300).log())
+            moments = vem.second_moments(post, tau, grid)
+            factor = vem.posterior_factor(post)
+
+        def mean_loss() -> torch.Tensor:
+            prior_cov, prior_mean = self._prior(grid.x)
+            return vem.mean_process_objective(prior_cov, prior_mean, post, factor)
+
+        def task_loss() -> torch.Tensor:
+            return vem.task_objective(self._psi(grid), moments, grid)
+
+        task_params = [*self.task_kernel.parameters(), self.raw_noise]
+        for loss, params in (
+            (mean_loss, list(self.mean_kernel.parameters())),
+            (task_loss, task_params),
+        ):
+            optimize(
+                self, loss, steps=1, lr=1.0, optimizer="lbfgs", progress=False, params=params,
+                max_iter=self.m_steps,
+            )  # fmt: skip
+        if self.prior_mean_mode == "constant":
+            self._update_constant_means(grid.x, post)
+
+    def _update_constant_means(self, x: torch.Tensor, post: vem.MeanPosterior) -> None:
+        """GLS: beta_k = 1^T C_k^{-1} hat m_k / 1^T C_k^{-1} 1, the exact maximiser."""
+        with torch.no_grad():
+            prior_cov, _ = self._prior(x)
+            L = torch.linalg.cholesky(prior_cov)
+            ones = torch.ones_like(post.mean)[..., None]
+            a = torch.cholesky_solve(ones, L)[..., 0]
+            self.mean_constant.copy_((a * post.mean).sum(-1) / a.sum(-1))
+
+    def fit(self, da: xr.DataArray, *, progress: bool | None = None, callback: Any = None) -> Self:
+        """Variational EM until the relative ELBO change is below ``tol`` (or ``max_iter``).
+
+        Memberships are held at their k-means start in the first iteration (poor initial
+        hyper-parameters would otherwise decide them). ``fit_elbo`` records the ELBO after
+        every E-step.
+        """
+        grid, _ = self._grid(da)
+        M = grid.y.shape[0]
+        if self.n_clusters > M:
+            raise ValueError(f"expected n_clusters <= the {M} tasks, got {self.n_clusters}")
+        if self.n_tasks is None:
+            self._make_task_parameters(M)
+        elif self.n_tasks != M and self.hypothesis[2] == "i":
+            raise ValueError(f"expected {self.n_tasks} tasks (task-specific HPs), got {M}")
+        tau, self.fit_elbo = self._initialize(grid), []
+        with progress_bar(self.max_iter, type(self).__name__, progress) as bar:
+            for step in range(self.max_iter):
+                post, tau, value = self._estep(grid, tau, update_tau=step > 0)
+                self.fit_elbo.append(value)
+                bar.update(1)
+                bar.set_postfix(elbo=f"{value:.5g}")
+                if callback is not None:
+                    callback(step, -value)
+                if step > 1 and abs(value - self.fit_elbo[-2]) < self.tol * abs(value):
+                    break
+                self._mstep(grid, post, tau)
+        self._warn_empty(tau)
+        self._fitted = (da, tau)
+        return self
+
+    def _warn_empty(self, tau: torch.Tensor) -> None:
+        empty = [k for k, total in enumerate(tau.sum(0).tolist()) if total < 1e-6]
+        if empty:
+            warnings.warn(
+                f"cluster(s) {empty} ended with no members (pi_k ~ 0); consider fewer clusters",
+                WorkbenchWarning,
+                stacklevel=3,
+            )
+
+    # -- outputs -------------------------------------------------------------------------------
+    def _state(self) -> tuple[xr.DataArray, TaskGrid, torch.Tensor]:
+        if self._fitted is None:
+            raise RuntimeError("fit the model first")
+        da, tau = self._fitted
+        grid, _ = self._grid(da)
+        return da, grid, tau
+
+    def memberships(self) -> xr.DataArray:
+        """Posterior membership probabilities tau, ``DataArray(task, cluster)``."""
+        da, grid, tau = self._state()
+        _, tau, _ = self._estep(grid, tau, update_tau=self.n_clusters > 1)
+        return xr.DataArray(
+            tau.numpy(),
+            dims=(self.task_dim, "cluster"),
+            coords={self.task_dim: da[self.task_dim].values, "cluster": np.arange(self.n_clusters)},
+            name="membership",
+            attrs={"long_name": "posterior membership probability", "units": "1"},
+        )
+
+    def predict(self, new: xr.DataArray, at: Any = None, *, ci_prob: float = 0.95) -> xr.Dataset:
+        """Predictive of a new, partially observed task at ``at`` (default: its own times).
+
+        Returns per-cluster predictions ``cluster_mean``/``cluster_variance`` (cluster, time),
+        the new task's ``membership`` (cluster), and the mixture's ``mean``, ``variance`` and
+        exact ``lower``/``upper`` quantiles (time). Variances are of new observations (noise
+        included). Task-specific hyper-parameters (``H0i``/``Hki``) are fitted to the new task
+        by maximising its exact mixture marginal likelihood.
+        """
+        _, train, tau = self._state()
+        obs = from_dataarray(new, "time", time_unit=self.time_unit, axis=self.axis)
+        if obs.batch_dims:
+            raise DimensionError(f"expected a 1-D new task along 'time', got dims {new.dims}")
+        x_new, coords = resolve_at(obs, at)
+        coords = new["time"].values if coords is None else coords
+        x_obs, y_obs = obs.x[obs.mask].double(), obs.y[obs.mask].double()
+        x_all, where = torch.unique(
+            torch.cat([train.x, x_obs, x_new.double()]), return_inverse=True
+        )
+        P, n = train.x.shape[0], x_obs.shape[0]
+        grid = TaskGrid(x_all, where[:P][train.index], train.valid, train.y)
+        with torch.no_grad():
+            prior_cov, prior_mean = self._prior(x_all)
+            precision = vem.task_precision(self._psi(train), train)
+            post = vem.mean_posterior(prior_cov, prior_mean, precision, tau, grid)
+        kernel, noise = self._new_task_kernel(post, where[P : P + n], y_obs, x_all)
+        with torch.no_grad():
+            task_cov = kernel(x_all[:, None], x_all[:, None]).to_dense()
+            pred = predict_clusters(
+                post.mean, post.cov, task_cov, noise, where[P : P + n], y_obs,
+                where[P + n :], self.log_pi,
+            )  # fmt: skip
+        return prediction_dataset(self, pred, noise, coords, ci_prob)
+
+    def _new_task_kernel(self, post, observed, y, x_all):
+        """The new task's kernel and noise: the shared ones, or fitted to it (task-specific)."""
+        if self.hypothesis[2] != "i":
+            return self.task_kernel, self.noise.detach()
+        kernel = copy.deepcopy(self._templates[1]).double()
+        for name, param in kernel.named_parameters():  # start at the tasks' average
+            trained = dict(self.task_kernel.named_parameters())[name]
+            param.data.copy_(trained.detach().mean(0))
+        raw_noise = torch.nn.Parameter(self.raw_noise.detach().mean().clone())
+
+        def loss() -> torch.Tensor:
+            noise = self.raw_noise_constraint.transform(raw_noise)
+            task_cov = kernel(x_all[:, None], x_all[:, None]).to_dense()
+            pred = predict_clusters(
+                post.mean, post.cov, task_cov, noise, observed, y, observed[:1], self.log_pi
+            )
+            return -torch.logsumexp(self.log_pi + pred.log_marginal, 0)
+
+        holder = torch.nn.Module()
+        holder.kernel, holder.raw_noise = kernel, raw_noise
+        optimize(holder, loss, steps=1, lr=1.0, optimizer="lbfgs", progress=False, max_iter=50)
+        return kernel, self.raw_noise_constraint.transform(raw_noise).detach()
+
+    def mean_processes(self) -> xr.Dataset:
+        """Posterior of each cluster's mean process on the training union grid: ``mean`` and
+        ``variance`` (cluster, time)."""
+        da, grid, tau = self._state()
+        post, _, value = self._estep(grid, tau, update_tau=False)
+        coords = {"cluster": np.arange(self.n_clusters), "time": da["time"].values}
+        ds = xr.Dataset(
+            {
+                "mean": (("cluster", "time"), post.mean.numpy()),
+                "variance": (("cluster", "time"), post.cov.diagonal(0, -2, -1).numpy()),
+            },
+            coords=coords,
+        )
+        ds.attrs = {"model": type(self).__name__, "elbo": value, "hypothesis": self.hypothesis}
+        return ds
+
+
+class Magma(MagmaClust):
+    """Multi-task GP with one common mean process (MagmaClust with one cluster)."""
+
+    def __init__(self, hypothesis: str = "H00", **kwargs: Any) -> None:
+        kwargs.pop("n_clusters", None)
+        super().__init__(1, hypothesis, **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.pop("n_clusters")
+        return config

@@ -1,0 +1,50 @@
+"""Labelled outputs of Magma / MagmaClust predictions: per-cluster and mixture predictive."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+from workbench.models.magma_predict import ClusterPrediction
+
+__all__ = ["mixture_quantile", "prediction_dataset"]
+
+
+def mixture_quantile(p: float, weights, means, sds, iters: int = 80) -> torch.Tensor:
+    """Quantile ``p`` of the Gaussian mixture at each point (bisection on the mixture CDF)."""
+    normal = torch.distributions.Normal(means, sds)
+    lo = (means - 10 * sds).amin(0)
+    hi = (means + 10 * sds).amax(0)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        below = (weights[:, None] * normal.cdf(mid)).sum(0) < p
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+def prediction_dataset(model, pred: ClusterPrediction, noise, coords, ci_prob: float) -> xr.Dataset:
+    """Per-cluster predictions, memberships and the mixture's mean, variance and quantiles."""
+    weights = pred.membership
+    variance = pred.cov.diagonal(0, -2, -1) + noise
+    mean = (weights[:, None] * pred.mean).sum(0)
+    total = (weights[:, None] * (variance + (pred.mean - mean).square())).sum(0)
+    tail = 0.5 * (1 - ci_prob)
+    sds = variance.sqrt()
+    lower = mixture_quantile(tail, weights, pred.mean, sds)
+    upper = mixture_quantile(1 - tail, weights, pred.mean, sds)
+    clusters = np.arange(model.n_clusters)
+    ds = xr.Dataset(
+        {
+            "cluster_mean": (("cluster", "time"), pred.mean.numpy()),
+            "cluster_variance": (("cluster", "time"), variance.numpy()),
+            "membership": (("cluster",), weights.numpy()),
+            "mean": (("time",), mean.numpy()),
+            "variance": (("time",), total.numpy()),
+            "lower": (("time",), lower.numpy()),
+            "upper": (("time",), upper.numpy()),
+        },
+        coords={"cluster": clusters, "time": coords},
+    )
+    ds.attrs = {"model": type(model).__name__, "ci_prob": ci_prob, "hypothesis": model.hypothesis}
+    return ds
