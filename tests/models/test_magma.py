@@ -42,7 +42,7 @@ def test_mean_process_posterior_equals_dense_conditioning():
     S[torch.arange(points.shape[0]), points] = 1.0
     blocks = [psi[i][grid.valid[i]][:, grid.valid[i]] for i in range(6)]
     y = torch.cat([grid.y[i][grid.valid[i]] for i in range(6)])
-    C, m = prior_cov[0].detach(), prior_mean[0]
+    C, m = prior_cov.detach().expand(1, *prior_cov.shape[-2:])[0], prior_mean[0]
     cov_y = S @ C @ S.T + torch.block_diag(*blocks)
     gain = C @ S.T @ torch.linalg.inv(cov_y)
     torch.testing.assert_close(post.mean[0], m + gain @ (y - S @ m), rtol=0, atol=1e-8)
@@ -162,3 +162,19 @@ def test_mixture_prediction_memberships_and_saved_model(tmp_path):
     model.save(tmp_path / "m.wbm")
     again = wb.load(tmp_path / "m.wbm")
     assert again.hyperparameters() == model.hyperparameters()
+
+
+@pytest.mark.parametrize("hypothesis", ["H00", "Hk0"])
+def test_mean_process_objective_equals_the_per_cluster_expectation(hypothesis):
+    da = _tasks(M=8, clusters=(0.0, 4.0))
+    model = MagmaClust(2, hypothesis=hypothesis, prior_mean=0.5, n_tasks=8)
+    grid, _ = model._grid(da)
+    tau = torch.tensor([[0.7, 0.3]] * 4 + [[0.2, 0.8]] * 4, dtype=torch.float64)
+    with torch.no_grad():
+        prior_cov, prior_mean = model._prior(grid.x)
+        precision = vem.task_precision(model._psi(grid), grid)
+        post = vem.mean_posterior(prior_cov, prior_mean, precision, tau, grid)
+        factor = vem.mean_moments(post, prior_mean, hypothesis == "H00")
+        fast = vem.mean_process_objective(prior_cov, factor, 2)
+        direct = -vem._prior_fit(prior_cov, prior_mean, post).sum()
+    assert abs(float(fast - direct)) < 1e-8 * abs(float(direct))

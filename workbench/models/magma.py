@@ -161,12 +161,12 @@ class MagmaClust(Model):
 
     # -- pieces of the model on a grid ---------------------------------------------------------
     def _prior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(K, P, P) covariance (with jitter) and (K, P) mean of the mean processes on x."""
-        cov = self.mean_kernel(x[:, None], x[:, None]).to_dense()
-        cov = cov.expand(self.n_clusters, *cov.shape[-2:])
+        """Covariance of the mean processes on x (K, P, P), or (P, P) when shared (computed and
+        factored once, broadcast over clusters), with jitter; and their means (K, P)."""
+        cov = self.mean_kernel(x[:, None], x[:, None]).to_dense()  # (P, P) when shared
         scale = cov.diagonal(0, -2, -1).mean(-1)
         eye = torch.eye(x.shape[0], dtype=cov.dtype)
-        cov = cov + JITTER * scale[:, None, None] * eye
+        cov = cov + JITTER * scale[..., None, None] * eye
         return cov, self.mean_constant[:, None].expand(-1, x.shape[0])
 
     def _psi(self, grid: TaskGrid) -> torch.Tensor:
@@ -222,11 +222,12 @@ class MagmaClust(Model):
         with torch.no_grad():
             self.log_pi.copy_(tau.mean(0).clamp_min(1e-300).log())
             moments = vem.second_moments(post, tau, grid)
-            factor = vem.posterior_factor(post)
+            shared = self.hypothesis[1] == "0"
+            factor = vem.mean_moments(post, self._prior(grid.x)[1], shared)
 
         def mean_loss() -> torch.Tensor:
-            prior_cov, prior_mean = self._prior(grid.x)
-            return vem.mean_process_objective(prior_cov, prior_mean, post, factor)
+            prior_cov, _ = self._prior(grid.x)
+            return vem.mean_process_objective(prior_cov, factor, self.n_clusters)
 
         def task_loss() -> torch.Tensor:
             return vem.task_objective(self._psi(grid), moments, grid)

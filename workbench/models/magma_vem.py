@@ -31,6 +31,7 @@ __all__ = [
     "MeanPosterior",
     "TaskPrecision",
     "elbo",
+    "mean_moments",
     "mean_posterior",
     "mean_process_objective",
     "memberships",
@@ -141,10 +142,30 @@ def elbo(
     return _prior_fit(prior_cov, prior_mean, post).sum() + fit + entropy_z + entropy_mu.sum()
 
 
-def mean_process_objective(prior_cov, prior_mean, post: MeanPosterior, factor) -> torch.Tensor:
-    """Negative M-step objective of the mean-process hyper-parameters (summed over k);
-    ``factor`` from :func:`posterior_factor`, computed once per M-step."""
-    return -_prior_fit(prior_cov, prior_mean, post, factor).sum()
+def mean_moments(post: MeanPosterior, prior_mean: torch.Tensor, shared: bool) -> torch.Tensor:
+    r"""A square root F of :math:`S_k = \hat C_k + r_k r_k^\top`, :math:`r_k = \hat m_k - m_k`,
+    shape (K, P, P), or of :math:`\sum_k S_k` (P, P) when the clusters share one covariance C.
+
+    Then :math:`\sum_k E_q\log N(\mu_k; m_k, C) = -\tfrac12\sum(\log|C| + \|L^{-1}F\|_F^2
+    + P\log 2\pi)`: one triangular solve per M-step evaluation, whatever K.
+    """
+    resid = post.mean - prior_mean
+    S = post.cov + resid[..., :, None] * resid[..., None, :]
+    if shared:
+        S = S.sum(0)
+    vals, vecs = torch.linalg.eigh(S)
+    return vecs * vals.clamp_min(0.0).sqrt()[..., None, :]
+
+
+def mean_process_objective(prior_cov: torch.Tensor, factor: torch.Tensor, n_clusters: int):
+    """Negative M-step objective of the mean-process hyper-parameters, summed over clusters;
+    ``factor`` from :func:`mean_moments` (computed once per M-step)."""
+    L = torch.linalg.cholesky(prior_cov)
+    P = prior_cov.shape[-1]
+    copies = n_clusters if prior_cov.dim() == 2 else 1  # a shared C counts once per cluster
+    logdet = 2 * L.diagonal(0, -2, -1).log().sum(-1)
+    quad = torch.linalg.solve_triangular(L, factor, upper=False).square().sum((-2, -1))
+    return 0.5 * (copies * (logdet + P * LOG_2PI) + quad).sum()
 
 
 def second_moments(post: MeanPosterior, tau: torch.Tensor, grid: TaskGrid) -> torch.Tensor:
