@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from workbench.simulate.magma import magma_clusters as magma_clusters
 from workbench.simulate.spikes import latent_spikes as latent_spikes
 
-__all__ = ["latent_spikes"]
+__all__ = ["latent_spikes", "magma_clusters"]
