@@ -11,7 +11,14 @@ __version__ = "0.1.0"
 
 from workbench import data, errors, inference, io, kernels, likelihoods, models, simulate, ssm
 from workbench.datasets import list_datasets, load_dataset
-from workbench.models import ExactGP, LatentTrajectoryGP, Magma, MagmaClust, MarkovGP
+from workbench.models import (
+    ExactGP,
+    LatentTrajectoryGP,
+    Magma,
+    MagmaClust,
+    MarkovGP,
+    select_n_clusters,
+)
 from workbench.persistence import load
 
 __all__ = [
@@ -31,6 +38,7 @@ __all__ = [
     "load",
     "load_dataset",
     "models",
+    "select_n_clusters",
     "simulate",
     "ssm",
 ]

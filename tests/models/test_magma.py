@@ -178,3 +178,21 @@ def test_mean_process_objective_equals_the_per_cluster_expectation(hypothesis):
         fast = vem.mean_process_objective(prior_cov, factor, 2)
         direct = -vem._prior_fit(prior_cov, prior_mean, post).sum()
     assert abs(float(fast - direct)) < 1e-8 * abs(float(direct))
+
+
+def test_vbic_counts_trained_parameters_and_picks_the_simulated_k():
+    import workbench as wb
+    from workbench.models.magma_select import n_parameters
+
+    shared = MagmaClust(3, hypothesis="H00", n_tasks=20)
+    specific = MagmaClust(3, hypothesis="Hki", n_tasks=20, prior_mean="constant")
+    # SE kernels: (outputscale, lengthscale) per kernel; noise; K - 1 weights; K constants
+    assert n_parameters(shared) == 2 + 2 + 1 + 2
+    assert n_parameters(specific) == 3 * 2 + 20 * (2 + 1) + 2 + 3
+    ds = wb.simulate.magma_clusters(n_tasks=30, n_clusters=2, weights=[0.5, 0.5], seed=2)
+    best, table = wb.select_n_clusters(ds.y, [1, 2, 3], max_iter=8, prior_mean="constant")
+    assert table.vbic.dims == ("n_clusters",)
+    np.testing.assert_allclose(
+        table.vbic, table.elbo - 0.5 * table.n_parameters * np.log(30), rtol=0, atol=1e-9
+    )
+    assert table.attrs["best_n_clusters"] == best.n_clusters == 2

@@ -10,6 +10,7 @@ from workbench.models.gp_regression import GPRegression as GPRegression
 from workbench.models.latent_trajectory import LatentTrajectoryGP as LatentTrajectoryGP
 from workbench.models.magma import Magma as Magma
 from workbench.models.magma import MagmaClust as MagmaClust
+from workbench.models.magma_select import select_n_clusters as select_n_clusters
 from workbench.models.markov_gp import MarkovGP as MarkovGP
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "Model",
     "ParameterSpec",
     "Posterior",
+    "select_n_clusters",
 ]
