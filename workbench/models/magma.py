@@ -29,6 +29,9 @@ __all__ = ["HYPOTHESES", "Magma", "MagmaClust"]
 #: Hyper-parameter sharing: mean processes ("0" common, "k" per cluster) x tasks ("0", "i").
 HYPOTHESES = ("H00", "Hk0", "H0i", "Hki")
 JITTER = 1e-8  # relative to the prior variance, on the mean processes' grid covariance
+# Initial task-kernel variance as a share of the data variance: small, so that task deviations
+# do not absorb the differences between clusters before the memberships settle.
+TASK_SHARE = 0.03
 
 
 class MagmaClust(Model):
@@ -177,7 +180,7 @@ class MagmaClust(Model):
         values = grid.y[grid.valid]
         var = float(values.var()) if values.numel() > 1 else 1.0
         span = float(grid.x.max() - grid.x.min()) or 1.0
-        for kernel, scale in ((self.mean_kernel, var), (self.task_kernel, 0.25 * var)):
+        for kernel, scale in ((self.mean_kernel, var), (self.task_kernel, TASK_SHARE * var)):
             for module in kernel.modules():
                 if isinstance(module, gpytorch.kernels.ScaleKernel):
                     module.initialize(outputscale=scale)
@@ -185,23 +188,28 @@ class MagmaClust(Model):
                     module.initialize(lengthscale=0.1 * span)
         with torch.no_grad():
             self.raw_noise.fill_(
-                self.raw_noise_constraint.inverse_transform(torch.tensor(0.05 * var))
+                self.raw_noise_constraint.inverse_transform(torch.tensor(0.01 * var))
             )
             if self.prior_mean_mode == "constant":
                 self.mean_constant.fill_(float(values.mean()))
         return self._kmeans(grid)
 
     def _kmeans(self, grid: TaskGrid) -> torch.Tensor:
-        """One-hot tau from k-means (50 starts) on each curve's (min, mean, max)."""
+        """One-hot tau from k-means (50 starts) on the curves interpolated to a common grid.
+
+        On irregular grids, linear interpolation onto 20 points (held flat beyond a task's
+        range) keeps the curves' shapes; (min, mean, max) summaries lose them when cluster
+        means cross.
+        """
         M, K = grid.y.shape[0], self.n_clusters
         if K == 1:
             return torch.ones(M, 1, dtype=torch.float64)
         from sklearn.cluster import KMeans
 
-        lo = torch.where(grid.valid, grid.y, torch.inf).amin(1)
-        hi = torch.where(grid.valid, grid.y, -torch.inf).amax(1)
-        mean = grid.y.sum(1) / grid.valid.sum(1)
-        features = torch.stack([lo, mean, hi], 1).numpy()
+        x = grid.x.numpy()
+        common = np.linspace(x.min(), x.max(), 20)
+        t, y, valid = grid.t.numpy(), grid.y.numpy(), grid.valid.numpy()
+        features = np.stack([np.interp(common, t[i][valid[i]], y[i][valid[i]]) for i in range(M)])
         labels = KMeans(K, n_init=50, random_state=self.seed).fit_predict(features)
         return torch.nn.functional.one_hot(torch.as_tensor(labels, dtype=torch.long), K).double()
 
