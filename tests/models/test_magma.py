@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import xarray as xr
@@ -196,3 +197,18 @@ def test_vbic_counts_trained_parameters_and_picks_the_simulated_k():
         table.vbic, table.elbo - 0.5 * table.n_parameters * np.log(30), rtol=0, atol=1e-9
     )
     assert table.attrs["best_n_clusters"] == best.n_clusters == 2
+
+
+def test_long_form_input_equals_the_wide_form_and_duplicates_are_refused():
+    from workbench.errors import CoordinateError
+
+    da = _tasks(seed=6)
+    long = da.to_dataframe(name="y").dropna().reset_index()
+    ds = xr.Dataset.from_dataframe(long)
+    wide = Magma(max_iter=3).fit(da, progress=False)
+    tidy = Magma(max_iter=3).fit(ds, progress=False)
+    np.testing.assert_allclose(tidy.fit_elbo, wide.fit_elbo, rtol=0, atol=1e-9)
+    assert list(tidy.memberships().task.values) == list(da.task.values)
+    doubled = xr.Dataset.from_dataframe(pd.concat([long, long.iloc[:1]], ignore_index=True))
+    with pytest.raises(CoordinateError, match="duplicate"):
+        Magma().fit(doubled, progress=False)

@@ -18,9 +18,11 @@ from workbench.kernels import kernel_from_spec, kernel_to_spec
 from workbench.kernels.batched import batched_kernel, squared_exponential
 from workbench.models import magma_vem as vem
 from workbench.models.base import Model
+from workbench.models.magma_init import initialize
 from workbench.models.magma_outputs import prediction_dataset
 from workbench.models.magma_predict import predict_clusters
 from workbench.models.task_grid import TaskGrid, task_grid
+from workbench.models.task_table import tasks_from_long
 from workbench.models.training import optimize
 from workbench.progress import progress_bar
 
@@ -29,9 +31,6 @@ __all__ = ["HYPOTHESES", "Magma", "MagmaClust"]
 #: Hyper-parameter sharing: mean processes ("0" common, "k" per cluster) x tasks ("0", "i").
 HYPOTHESES = ("H00", "Hk0", "H0i", "Hki")
 JITTER = 1e-8  # relative to the prior variance, on the mean processes' grid covariance
-# Initial task-kernel variance as a share of the data variance: small, so that task deviations
-# do not absorb the differences between clusters before the memberships settle.
-TASK_SHARE = 0.03
 
 
 class MagmaClust(Model):
@@ -175,44 +174,6 @@ class MagmaClust(Model):
     def _psi(self, grid: TaskGrid) -> torch.Tensor:
         return vem.task_covariance(self.task_kernel, self.noise, grid)
 
-    def _initialize(self, grid: TaskGrid) -> torch.Tensor:
-        """Hyper-parameters from the data's scales; memberships by k-means on curve summaries."""
-        values = grid.y[grid.valid]
-        var = float(values.var()) if values.numel() > 1 else 1.0
-        span = float(grid.x.max() - grid.x.min()) or 1.0
-        for kernel, scale in ((self.mean_kernel, var), (self.task_kernel, TASK_SHARE * var)):
-            for module in kernel.modules():
-                if isinstance(module, gpytorch.kernels.ScaleKernel):
-                    module.initialize(outputscale=scale)
-                elif getattr(module, "has_lengthscale", False):
-                    module.initialize(lengthscale=0.1 * span)
-        with torch.no_grad():
-            self.raw_noise.fill_(
-                self.raw_noise_constraint.inverse_transform(torch.tensor(0.01 * var))
-            )
-            if self.prior_mean_mode == "constant":
-                self.mean_constant.fill_(float(values.mean()))
-        return self._kmeans(grid)
-
-    def _kmeans(self, grid: TaskGrid) -> torch.Tensor:
-        """One-hot tau from k-means (50 starts) on the curves interpolated to a common grid.
-
-        On irregular grids, linear interpolation onto 20 points (held flat beyond a task's
-        range) keeps the curves' shapes; (min, mean, max) summaries lose them when cluster
-        means cross.
-        """
-        M, K = grid.y.shape[0], self.n_clusters
-        if K == 1:
-            return torch.ones(M, 1, dtype=torch.float64)
-        from sklearn.cluster import KMeans
-
-        x = grid.x.numpy()
-        common = np.linspace(x.min(), x.max(), 20)
-        t, y, valid = grid.t.numpy(), grid.y.numpy(), grid.valid.numpy()
-        features = np.stack([np.interp(common, t[i][valid[i]], y[i][valid[i]]) for i in range(M)])
-        labels = KMeans(K, n_init=50, random_state=self.seed).fit_predict(features)
-        return torch.nn.functional.one_hot(torch.as_tensor(labels, dtype=torch.long), K).double()
-
     def _estep(self, grid: TaskGrid, tau: torch.Tensor, update_tau: bool):
         with torch.no_grad():
             prior_cov, prior_mean = self._prior(grid.x)
@@ -261,13 +222,23 @@ class MagmaClust(Model):
             a = torch.cholesky_solve(ones, L)[..., 0]
             self.mean_constant.copy_((a * post.mean).sum(-1) / a.sum(-1))
 
-    def fit(self, da: xr.DataArray, *, progress: bool | None = None, callback: Any = None) -> Self:
+    def fit(
+        self, da: xr.DataArray | xr.Dataset, *, progress: bool | None = None, callback: Any = None
+    ) -> Self:
         """Variational EM until the relative ELBO change is below ``tol`` (or ``max_iter``).
+
+        ``da`` is a ``DataArray(task, time)`` (NaN: not observed) or a long-form Dataset with
+        ``task``, ``time`` and one value variable along a row dim (see
+        :func:`~workbench.models.task_table.tasks_from_long`).
 
         Memberships are held at their k-means start in the first iteration (poor initial
         hyper-parameters would otherwise decide them). ``fit_elbo`` records the ELBO after
         every E-step.
         """
+        if isinstance(da, xr.Dataset):
+            da = tasks_from_long(da, task=self.task_dim)
+        if "time" in da.dims:  # the union grid is that of the observed inputs
+            da = da.dropna("time", how="all")
         grid, _ = self._grid(da)
         M = grid.y.shape[0]
         if self.n_clusters > M:
@@ -276,7 +247,7 @@ class MagmaClust(Model):
             self._make_task_parameters(M)
         elif self.n_tasks != M and self.hypothesis[2] == "i":
             raise ValueError(f"expected {self.n_tasks} tasks (task-specific HPs), got {M}")
-        tau, self.fit_elbo = self._initialize(grid), []
+        tau, self.fit_elbo = initialize(self, grid), []
         with progress_bar(self.max_iter, type(self).__name__, progress) as bar:
             for step in range(self.max_iter):
                 post, tau, value = self._estep(grid, tau, update_tau=step > 0)
