@@ -261,6 +261,7 @@ class MagmaClust(Model):
                 self._mstep(grid, post, tau)
         self._warn_empty(tau)
         self._fitted = (da, tau)
+        self._hyperposterior()  # new-task predictions then cost O(P^2 Q), not O(K P^3)
         return self
 
     def _warn_empty(self, tau: torch.Tensor) -> None:
@@ -301,30 +302,52 @@ class MagmaClust(Model):
         included). Task-specific hyper-parameters (``H0i``/``Hki``) are fitted to the new task
         by maximising its exact mixture marginal likelihood.
         """
-        _, train, tau = self._state()
         obs = from_dataarray(new, "time", time_unit=self.time_unit, axis=self.axis)
         if obs.batch_dims:
             raise DimensionError(f"expected a 1-D new task along 'time', got dims {new.dims}")
         x_new, coords = resolve_at(obs, at)
         coords = new["time"].values if coords is None else coords
         x_obs, y_obs = obs.x[obs.mask].double(), obs.y[obs.mask].double()
-        x_all, where = torch.unique(
-            torch.cat([train.x, x_obs, x_new.double()]), return_inverse=True
-        )
-        P, n = train.x.shape[0], x_obs.shape[0]
-        grid = TaskGrid(x_all, where[:P][train.index], train.valid, train.y)
+        z, where = torch.unique(torch.cat([x_obs, x_new.double()]), return_inverse=True)
+        n = x_obs.shape[0]
+        post = self._posterior_at(z)
+        kernel, noise = self._new_task_kernel(post, where[:n], y_obs, z)
         with torch.no_grad():
-            prior_cov, prior_mean = self._prior(x_all)
-            precision = vem.task_precision(self._psi(train), train)
-            post = vem.mean_posterior(prior_cov, prior_mean, precision, tau, grid)
-        kernel, noise = self._new_task_kernel(post, where[P : P + n], y_obs, x_all)
-        with torch.no_grad():
-            task_cov = kernel(x_all[:, None], x_all[:, None]).to_dense()
+            task_cov = kernel(z[:, None], z[:, None]).to_dense()
             pred = predict_clusters(
-                post.mean, post.cov, task_cov, noise, where[P : P + n], y_obs,
-                where[P + n :], self.log_pi,
-            )  # fmt: skip
+                post.mean, post.cov, task_cov, noise, where[:n], y_obs, where[n:], self.log_pi
+            )
         return prediction_dataset(self, pred, noise, coords, ci_prob)
+
+    def _hyperposterior(self) -> tuple:
+        """Training grid, Cholesky of its prior covariance and q(mu) there, cached until the
+        data or any parameter changes."""
+        if self._fitted is None:
+            raise RuntimeError("fit the model first")
+        versions = tuple(p._version for p in self.parameters())
+        key = (id(self._fitted[0]), versions, self.mean_constant._version)
+        if getattr(self, "_hyper_key", None) != key:
+            _, grid, tau = self._state()
+            post, _, _ = self._estep(grid, tau, update_tau=False)
+            with torch.no_grad():
+                L = torch.linalg.cholesky(self._prior(grid.x)[0])
+            self._hyper, self._hyper_key = (grid.x, L, post), key
+        return self._hyper
+
+    def _posterior_at(self, z: torch.Tensor) -> vem.MeanPosterior:
+        r"""q(mu_k) at inputs z from q on the training grid x: the optimal q's conditional
+        :math:`q(\mu(z) \mid \mu(x))` is the prior's, so with :math:`A = C_{zx}C_{xx}^{-1}`
+        the moments are :math:`m_z + A(\hat m - m_x)` and
+        :math:`C_{zz} - A C_{xz} + A\hat C A^\top` (exact; O(P² Q) per call)."""
+        x, L, post = self._hyperposterior()
+        with torch.no_grad():
+            cov, mean = self._prior(torch.cat([x, z]))
+            P = x.shape[0]
+            c_zx, c_zz = cov[..., P:, :P], cov[..., P:, P:]
+            A = torch.cholesky_solve(c_zx.mT, L).mT
+            m_z = mean[:, P:] + (A @ (post.mean - mean[:, :P])[..., None])[..., 0]
+            cov_z = c_zz - A @ c_zx.mT + A @ post.cov @ A.mT
+        return vem.MeanPosterior(m_z, 0.5 * (cov_z + cov_z.mT), post.logdet)
 
     def _new_task_kernel(self, post, observed, y, x_all):
         """The new task's kernel and noise: the shared ones, or fitted to it (task-specific)."""

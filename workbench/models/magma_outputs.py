@@ -11,14 +11,15 @@ from workbench.models.magma_predict import ClusterPrediction
 __all__ = ["mixture_quantile", "prediction_dataset"]
 
 
-def mixture_quantile(p: float, weights, means, sds, iters: int = 80) -> torch.Tensor:
-    """Quantile ``p`` of the Gaussian mixture at each point (bisection on the mixture CDF)."""
-    normal = torch.distributions.Normal(means, sds)
-    lo = (means - 10 * sds).amin(0)
-    hi = (means + 10 * sds).amax(0)
+def mixture_quantile(p: torch.Tensor, weights, means, sds, iters: int = 60) -> torch.Tensor:
+    """Quantiles ``p`` (shape (R,)) of the Gaussian mixture at each point, shape (R, Q):
+    bisection on the mixture CDF, bracket shrunk 2^-60 (below float64 resolution here)."""
+    lo = (means - 10 * sds).amin(0).expand(p.shape[0], -1)
+    hi = (means + 10 * sds).amax(0).expand(p.shape[0], -1)
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
-        below = (weights[:, None] * normal.cdf(mid)).sum(0) < p
+        cdf = (weights[:, None] * torch.special.ndtr((mid[:, None] - means) / sds)).sum(1)
+        below = cdf < p[:, None]
         lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
     return 0.5 * (lo + hi)
 
@@ -31,8 +32,8 @@ def prediction_dataset(model, pred: ClusterPrediction, noise, coords, ci_prob: f
     total = (weights[:, None] * (variance + (pred.mean - mean).square())).sum(0)
     tail = 0.5 * (1 - ci_prob)
     sds = variance.sqrt()
-    lower = mixture_quantile(tail, weights, pred.mean, sds)
-    upper = mixture_quantile(1 - tail, weights, pred.mean, sds)
+    probs = torch.tensor([tail, 1 - tail], dtype=sds.dtype)
+    lower, upper = mixture_quantile(probs, weights, pred.mean, sds)
     clusters = np.arange(model.n_clusters)
     ds = xr.Dataset(
         {
