@@ -57,6 +57,12 @@ def joint_readout_moments(
     return mu, torch.einsum("nk,...tkl,nl->...nt", C, cov, C)
 
 
+def _masked(mask: torch.Tensor, *values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    if bool(mask.all()):  # complete data: skip the full-size selections
+        return values
+    return tuple(torch.where(mask, v, 0.0) for v in values)
+
+
 def unit_expectations(
     likelihood: Likelihood,
     y: torch.Tensor,  # shape: (*batch, N, T)
@@ -66,9 +72,8 @@ def unit_expectations(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Summed expected log-likelihood and its (mu, s2) gradients per unit and bin (masked: 0)."""
     e = likelihood.expected_log_prob(y, mu, s2)
-    zero = torch.zeros_like(mu)
-    value = torch.where(mask, e.value, zero).sum((-2, -1))
-    return value, torch.where(mask, e.d_mean, zero), torch.where(mask, e.d_var, zero)
+    value, d_mean, d_var = _masked(mask, e.value, e.d_mean, e.d_var)
+    return value.sum((-2, -1)), d_mean, d_var
 
 
 def unit_gradients(
@@ -79,10 +84,7 @@ def unit_gradients(
     s2: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(mu, s2) gradients of the expected log-likelihood per unit and bin (masked: 0)."""
-    g_mu, g_s2 = likelihood.expected_gradients(y, mu, s2)
-    if bool(mask.all()):  # complete data: skip two full-size selections
-        return g_mu, g_s2
-    return torch.where(mask, g_mu, 0.0), torch.where(mask, g_s2, 0.0)
+    return _masked(mask, *likelihood.expected_gradients(y, mu, s2))
 
 
 def latent_expectations(

@@ -93,13 +93,7 @@ class ModelExplorer(widgets.HBox):
         self.progress.max, self.progress.value = steps, 0
         self._set_busy(True)
         try:
-            self.model.fit(
-                self.data,
-                dim=self.dim,
-                steps=steps,
-                progress=False,
-                callback=lambda step, loss: setattr(self.progress, "value", step + 1),
-            )
+            self._fit(steps)
             self.progress.value = steps
         except Exception as err:
             self._show_error(err)
@@ -107,6 +101,18 @@ class ModelExplorer(widgets.HBox):
         finally:
             self._set_busy(False)
         self._sync_controls()
+        self._after_fit()
+
+    def _fit(self, steps: int) -> None:
+        self.model.fit(
+            self.data,
+            dim=self.dim,
+            steps=steps,
+            progress=False,
+            callback=lambda step, loss: setattr(self.progress, "value", step + 1),
+        )
+
+    def _after_fit(self) -> None:
         self.refresh()
 
     def _on_change(self, change: dict) -> None:

@@ -99,25 +99,16 @@ class LatentExplorer(ModelExplorer):
                 trial_dim=self.model.trial_dim,
             )
 
-    def run_fit(self, steps: int | None = None) -> None:
-        """Variational EM with a progress bar and the ELBO shown after every round."""
-        steps = steps or self.fit_steps
-        self.progress.max, self.progress.value = steps, 0
-        self._set_busy(True)
+    def _fit(self, steps: int) -> None:
+        """Variational EM with the ELBO shown after every round."""
 
         def report(step: int, loss: float) -> None:
             self.progress.value = step + 1
             self.score.value = f"<b>ELBO</b>: {-loss * self._n_observed():.3f} (round {step + 1})"
 
-        try:
-            self.model.fit(self.data, steps=steps, progress=False, callback=report)
-            self.progress.value = steps
-        except Exception as err:
-            self._show_error(err)
-            return
-        finally:
-            self._set_busy(False)
-        self._sync_controls()
+        self.model.fit(self.data, steps=steps, progress=False, callback=report)
+
+    def _after_fit(self) -> None:
         self.refresh(fitted=True)
 
     def _n_observed(self) -> int:
