@@ -106,9 +106,9 @@ class MagmaClust(Model):
         per_cluster = self.n_clusters if hypothesis[1] == "k" else None
         self.mean_kernel = batched_kernel(self._templates[0], per_cluster)
         constant = 0.0 if prior_mean == "constant" else float(prior_mean)
-        self.register_buffer("mean_constant", torch.full((self.n_clusters,), constant).double())
-        self.register_buffer("log_pi", torch.full((self.n_clusters,), -math.log(n_clusters)))
-        self.log_pi = self.log_pi.double()
+        full = lambda value: torch.full((self.n_clusters,), value, dtype=torch.float64)  # noqa: E731
+        self.register_buffer("mean_constant", full(constant))
+        self.register_buffer("log_pi", full(-math.log(self.n_clusters)))
         self.task_kernel: gpytorch.kernels.Kernel | None = None
         self.n_tasks: int | None = None
         self.axis = TimeAxis(**axis) if axis is not None else None
