@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from typing import Any, Self
 
 import gpytorch
-import numpy as np
 import torch
 import xarray as xr
 
-from workbench.data import TimeAxis, from_dataarray, resolve_at
+from workbench.data import TimeAxis, from_dataarray
 from workbench.errors import DimensionError, WorkbenchWarning
 from workbench.kernels import kernel_from_spec, kernel_to_spec
-from workbench.kernels.batched import batched_kernel, squared_exponential
+from workbench.kernels.batched import batched_kernel, dense_kernel, squared_exponential
 from workbench.models import magma_vem as vem
 from workbench.models.base import Model
 from workbench.models.magma_init import initialize
-from workbench.models.magma_outputs import prediction_dataset
-from workbench.models.magma_predict import predict_clusters
-from workbench.models.task_grid import TaskGrid, task_grid
+from workbench.models.magma_results import MagmaResults
+from workbench.models.task_grid import TaskGrid, grid_patterns, task_grid
 from workbench.models.task_table import tasks_from_long
 from workbench.models.training import optimize
 from workbench.progress import progress_bar
@@ -33,7 +30,7 @@ HYPOTHESES = ("H00", "Hk0", "H0i", "Hki")
 JITTER = 1e-8  # relative to the prior variance, on the mean processes' grid covariance
 
 
-class MagmaClust(Model):
+class MagmaClust(MagmaResults, Model):
     r"""Clustered multi-task GP with cluster-specific mean processes (MagmaClust).
 
     .. math::
@@ -109,6 +106,13 @@ class MagmaClust(Model):
         full = lambda value: torch.full((self.n_clusters,), value, dtype=torch.float64)  # noqa: E731
         self.register_buffer("mean_constant", full(constant))
         self.register_buffer("log_pi", full(-math.log(self.n_clusters)))
+        # q(mu) on the training grid, saved with the model (predictions after load)
+        empty = lambda *shape: torch.zeros(shape, dtype=torch.float64)  # noqa: E731
+        self.register_buffer("hyper_x", empty(0))
+        self.register_buffer("hyper_mean", empty(self.n_clusters, 0))
+        self.register_buffer("hyper_cov", empty(self.n_clusters, 0, 0))
+        self.register_buffer("hyper_logdet", empty(self.n_clusters))
+        self._register_load_state_dict_pre_hook(self._resize_hyper_buffers)
         self.task_kernel: gpytorch.kernels.Kernel | None = None
         self.n_tasks: int | None = None
         self.axis = TimeAxis(**axis) if axis is not None else None
@@ -165,7 +169,7 @@ class MagmaClust(Model):
     def _prior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Covariance of the mean processes on x (K, P, P), or (P, P) when shared (computed and
         factored once, broadcast over clusters), with jitter; and their means (K, P)."""
-        cov = self.mean_kernel(x[:, None], x[:, None]).to_dense()  # (P, P) when shared
+        cov = dense_kernel(self.mean_kernel, x[:, None], x[:, None])  # (P, P) when shared
         scale = cov.diagonal(0, -2, -1).mean(-1)
         eye = torch.eye(x.shape[0], dtype=cov.dtype)
         cov = cov + JITTER * scale[..., None, None] * eye
@@ -198,8 +202,13 @@ class MagmaClust(Model):
             prior_cov, _ = self._prior(grid.x)
             return vem.mean_process_objective(prior_cov, factor, self.n_clusters)
 
+        task_grid_, counts = grid, None
+        if self.hypothesis[2] == "0":  # one Psi per distinct input pattern
+            task_grid_, inverse, counts = grid_patterns(grid)
+            moments = torch.zeros_like(moments[: counts.shape[0]]).index_add_(0, inverse, moments)
+
         def task_loss() -> torch.Tensor:
-            return vem.task_objective(self._psi(grid), moments, grid)
+            return vem.task_objective(self._psi(task_grid_), moments, task_grid_, counts)
 
         task_params = [*self.task_kernel.parameters(), self.raw_noise]
         for loss, params in (
@@ -261,8 +270,15 @@ class MagmaClust(Model):
                 self._mstep(grid, post, tau)
         self._warn_empty(tau)
         self._fitted = (da, tau)
-        self._hyperposterior()  # new-task predictions then cost O(P^2 Q), not O(K P^3)
+        x, _, post = self._hyperposterior()  # new-task predictions: O(P^2 Q), not O(K P^3)
+        for name, value in zip(("x", "mean", "cov", "logdet"), (x, *post), strict=True):
+            setattr(self, f"hyper_{name}", value.detach().clone())
         return self
+
+    def _resize_hyper_buffers(self, state_dict, prefix, *args) -> None:
+        for name in ("hyper_x", "hyper_mean", "hyper_cov"):
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
 
     def _warn_empty(self, tau: torch.Tensor) -> None:
         empty = [k for k, total in enumerate(tau.sum(0).tolist()) if total < 1e-6]
@@ -272,121 +288,6 @@ class MagmaClust(Model):
                 WorkbenchWarning,
                 stacklevel=3,
             )
-
-    # -- outputs -------------------------------------------------------------------------------
-    def _state(self) -> tuple[xr.DataArray, TaskGrid, torch.Tensor]:
-        if self._fitted is None:
-            raise RuntimeError("fit the model first")
-        da, tau = self._fitted
-        grid, _ = self._grid(da)
-        return da, grid, tau
-
-    def memberships(self) -> xr.DataArray:
-        """Posterior membership probabilities tau, ``DataArray(task, cluster)``."""
-        da, grid, tau = self._state()
-        _, tau, _ = self._estep(grid, tau, update_tau=self.n_clusters > 1)
-        return xr.DataArray(
-            tau.numpy(),
-            dims=(self.task_dim, "cluster"),
-            coords={self.task_dim: da[self.task_dim].values, "cluster": np.arange(self.n_clusters)},
-            name="membership",
-            attrs={"long_name": "posterior membership probability", "units": "1"},
-        )
-
-    def predict(self, new: xr.DataArray, at: Any = None, *, ci_prob: float = 0.95) -> xr.Dataset:
-        """Predictive of a new, partially observed task at ``at`` (default: its own times).
-
-        Returns per-cluster predictions ``cluster_mean``/``cluster_variance`` (cluster, time),
-        the new task's ``membership`` (cluster), and the mixture's ``mean``, ``variance`` and
-        exact ``lower``/``upper`` quantiles (time). Variances are of new observations (noise
-        included). Task-specific hyper-parameters (``H0i``/``Hki``) are fitted to the new task
-        by maximising its exact mixture marginal likelihood.
-        """
-        obs = from_dataarray(new, "time", time_unit=self.time_unit, axis=self.axis)
-        if obs.batch_dims:
-            raise DimensionError(f"expected a 1-D new task along 'time', got dims {new.dims}")
-        x_new, coords = resolve_at(obs, at)
-        coords = new["time"].values if coords is None else coords
-        x_obs, y_obs = obs.x[obs.mask].double(), obs.y[obs.mask].double()
-        z, where = torch.unique(torch.cat([x_obs, x_new.double()]), return_inverse=True)
-        n = x_obs.shape[0]
-        post = self._posterior_at(z)
-        kernel, noise = self._new_task_kernel(post, where[:n], y_obs, z)
-        with torch.no_grad():
-            task_cov = kernel(z[:, None], z[:, None]).to_dense()
-            pred = predict_clusters(
-                post.mean, post.cov, task_cov, noise, where[:n], y_obs, where[n:], self.log_pi
-            )
-        return prediction_dataset(self, pred, noise, coords, ci_prob)
-
-    def _hyperposterior(self) -> tuple:
-        """Training grid, Cholesky of its prior covariance and q(mu) there, cached until the
-        data or any parameter changes."""
-        if self._fitted is None:
-            raise RuntimeError("fit the model first")
-        versions = tuple(p._version for p in self.parameters())
-        key = (id(self._fitted[0]), versions, self.mean_constant._version)
-        if getattr(self, "_hyper_key", None) != key:
-            _, grid, tau = self._state()
-            post, _, _ = self._estep(grid, tau, update_tau=False)
-            with torch.no_grad():
-                L = torch.linalg.cholesky(self._prior(grid.x)[0])
-            self._hyper, self._hyper_key = (grid.x, L, post), key
-        return self._hyper
-
-    def _posterior_at(self, z: torch.Tensor) -> vem.MeanPosterior:
-        r"""q(mu_k) at inputs z from q on the training grid x: the optimal q's conditional
-        :math:`q(\mu(z) \mid \mu(x))` is the prior's, so with :math:`A = C_{zx}C_{xx}^{-1}`
-        the moments are :math:`m_z + A(\hat m - m_x)` and
-        :math:`C_{zz} - A C_{xz} + A\hat C A^\top` (exact; O(P² Q) per call)."""
-        x, L, post = self._hyperposterior()
-        with torch.no_grad():
-            cov, mean = self._prior(torch.cat([x, z]))
-            P = x.shape[0]
-            c_zx, c_zz = cov[..., P:, :P], cov[..., P:, P:]
-            A = torch.cholesky_solve(c_zx.mT, L).mT
-            m_z = mean[:, P:] + (A @ (post.mean - mean[:, :P])[..., None])[..., 0]
-            cov_z = c_zz - A @ c_zx.mT + A @ post.cov @ A.mT
-        return vem.MeanPosterior(m_z, 0.5 * (cov_z + cov_z.mT), post.logdet)
-
-    def _new_task_kernel(self, post, observed, y, x_all):
-        """The new task's kernel and noise: the shared ones, or fitted to it (task-specific)."""
-        if self.hypothesis[2] != "i":
-            return self.task_kernel, self.noise.detach()
-        kernel = copy.deepcopy(self._templates[1]).double()
-        for name, param in kernel.named_parameters():  # start at the tasks' average
-            trained = dict(self.task_kernel.named_parameters())[name]
-            param.data.copy_(trained.detach().mean(0))
-        raw_noise = torch.nn.Parameter(self.raw_noise.detach().mean().clone())
-
-        def loss() -> torch.Tensor:
-            noise = self.raw_noise_constraint.transform(raw_noise)
-            task_cov = kernel(x_all[:, None], x_all[:, None]).to_dense()
-            pred = predict_clusters(
-                post.mean, post.cov, task_cov, noise, observed, y, observed[:1], self.log_pi
-            )
-            return -torch.logsumexp(self.log_pi + pred.log_marginal, 0)
-
-        holder = torch.nn.Module()
-        holder.kernel, holder.raw_noise = kernel, raw_noise
-        optimize(holder, loss, steps=1, lr=1.0, optimizer="lbfgs", progress=False, max_iter=50)
-        return kernel, self.raw_noise_constraint.transform(raw_noise).detach()
-
-    def mean_processes(self) -> xr.Dataset:
-        """Posterior of each cluster's mean process on the training union grid: ``mean`` and
-        ``variance`` (cluster, time)."""
-        da, grid, tau = self._state()
-        post, _, value = self._estep(grid, tau, update_tau=False)
-        coords = {"cluster": np.arange(self.n_clusters), "time": da["time"].values}
-        ds = xr.Dataset(
-            {
-                "mean": (("cluster", "time"), post.mean.numpy()),
-                "variance": (("cluster", "time"), post.cov.diagonal(0, -2, -1).numpy()),
-            },
-            coords=coords,
-        )
-        ds.attrs = {"model": type(self).__name__, "elbo": value, "hypothesis": self.hypothesis}
-        return ds
 
 
 class Magma(MagmaClust):

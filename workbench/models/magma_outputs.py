@@ -8,7 +8,7 @@ import xarray as xr
 
 from workbench.models.magma_predict import ClusterPrediction
 
-__all__ = ["mixture_quantile", "prediction_dataset"]
+__all__ = ["label", "mixture_quantile", "prediction_dataset"]
 
 
 def mixture_quantile(p: torch.Tensor, weights, means, sds, iters: int = 60) -> torch.Tensor:
@@ -22,6 +22,29 @@ def mixture_quantile(p: torch.Tensor, weights, means, sds, iters: int = 60) -> t
         below = cdf < p[:, None]
         lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
     return 0.5 * (lo + hi)
+
+
+def label(ds: xr.Dataset, attrs: dict, time_attrs: dict | None = None) -> xr.Dataset:
+    """CF-style ``long_name``/``units`` on prediction variables, from the data's attrs."""
+    name, units = attrs.get("long_name", attrs.get("standard_name", "value")), attrs.get("units")
+    described = {
+        "mean": "predictive mean of",
+        "cluster_mean": "per-cluster predictive mean of",
+        "lower": "lower predictive quantile of",
+        "upper": "upper predictive quantile of",
+        "variance": "predictive variance of",
+        "cluster_variance": "per-cluster predictive variance of",
+    }
+    for var, text in described.items():
+        if var in ds:
+            ds[var].attrs["long_name"] = f"{text} {name}"
+            if units is not None:
+                ds[var].attrs["units"] = f"({units})^2" if "variance" in var else units
+    if "membership" in ds:
+        ds["membership"].attrs = {"long_name": "posterior membership probability", "units": "1"}
+    if time_attrs:
+        ds["time"].attrs.update(time_attrs)
+    return ds
 
 
 def prediction_dataset(model, pred: ClusterPrediction, noise, coords, ci_prob: float) -> xr.Dataset:

@@ -18,11 +18,15 @@ predictive is the mixture :math:`\sum_k \tau_{*k} N(\hat\mu_{*k}, \hat\Gamma_{*k
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 import torch
 
-__all__ = ["ClusterPrediction", "predict_clusters"]
+from workbench.kernels.batched import dense_kernel
+from workbench.models.training import optimize
+
+__all__ = ["ClusterPrediction", "fit_new_task_kernel", "predict_clusters"]
 
 
 class ClusterPrediction(NamedTuple):
@@ -62,3 +66,28 @@ def predict_clusters(
     )
     membership = torch.softmax(log_pi + log_marginal, 0)
     return ClusterPrediction(mean, 0.5 * (cov + cov.mT), membership, log_marginal)
+
+
+def fit_new_task_kernel(model, post, observed, y, x_all):
+    r"""Task-specific hyper-parameters (``H0i``/``Hki``) for a new task: its kernel and noise
+    maximising the exact mixture marginal :math:`\sum_k \pi_k N(y_*; \hat m_k, \Gamma_k)`,
+    started at the training tasks' average."""
+    kernel = copy.deepcopy(model._templates[1]).double()
+    trained = dict(model.task_kernel.named_parameters())
+    for name, param in kernel.named_parameters():
+        param.data.copy_(trained[name].detach().mean(0))
+    raw_noise = torch.nn.Parameter(model.raw_noise.detach().mean().clone())
+    transform = model.raw_noise_constraint.transform
+
+    def loss() -> torch.Tensor:
+        task_cov = dense_kernel(kernel, x_all[:, None], x_all[:, None])
+        pred = predict_clusters(
+            post.mean, post.cov, task_cov, transform(raw_noise), observed, y, observed[:1],
+            model.log_pi,
+        )  # fmt: skip
+        return -torch.logsumexp(model.log_pi + pred.log_marginal, 0)
+
+    holder = torch.nn.Module()
+    holder.kernel, holder.raw_noise = kernel, raw_noise
+    optimize(holder, loss, steps=1, lr=1.0, optimizer="lbfgs", progress=False, max_iter=50)
+    return kernel, transform(raw_noise).detach()

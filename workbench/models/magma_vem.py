@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import torch
 
+from workbench.kernels.batched import dense_kernel
 from workbench.models.task_grid import TaskGrid, scatter_blocks
 
 __all__ = [
@@ -59,7 +60,7 @@ class MeanPosterior(NamedTuple):
 def task_covariance(kernel, noise: torch.Tensor, grid: TaskGrid) -> torch.Tensor:
     """Psi_i on each task's points, (M, N, N), identity on padded rows and columns."""
     t = grid.t[..., None]
-    cov = kernel(t, t).to_dense()
+    cov = dense_kernel(kernel, t, t)
     N = t.shape[1]
     eye = torch.eye(N, dtype=cov.dtype, device=cov.device)
     cov = cov + noise.reshape(-1, 1, 1) * eye
@@ -177,9 +178,17 @@ def second_moments(post: MeanPosterior, tau: torch.Tensor, grid: TaskGrid) -> to
     return torch.where(grid.pair_valid, S, 0.0)
 
 
-def task_objective(psi: torch.Tensor, moments: torch.Tensor, grid: TaskGrid) -> torch.Tensor:
-    """Negative M-step objective of the task hyper-parameters (summed over tasks)."""
+def task_objective(
+    psi: torch.Tensor, moments: torch.Tensor, grid: TaskGrid, counts: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Negative M-step objective of the task hyper-parameters (summed over tasks).
+
+    With ``counts`` (G,), the rows are input patterns shared by that many tasks (see
+    :func:`~workbench.models.task_grid.grid_patterns`) and ``moments`` their summed S_i.
+    """
     chol = torch.linalg.cholesky(psi)
     logdet = 2 * chol.diagonal(0, -2, -1).log().sum(-1)
     trace = (torch.cholesky_inverse(chol) * moments).sum((-2, -1))
-    return 0.5 * (logdet + trace + grid.valid.sum(1).to(psi.dtype) * LOG_2PI).sum()
+    size = grid.valid.sum(1).to(psi.dtype)
+    copies = 1.0 if counts is None else counts.to(psi.dtype)
+    return 0.5 * (copies * (logdet + size * LOG_2PI) + trace).sum()

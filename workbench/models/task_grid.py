@@ -14,7 +14,7 @@ import torch
 
 from workbench.errors import EmptyDataError
 
-__all__ = ["TaskGrid", "scatter_blocks", "task_grid"]
+__all__ = ["TaskGrid", "grid_patterns", "scatter_blocks", "task_grid"]
 
 
 class TaskGrid(NamedTuple):
@@ -72,3 +72,19 @@ def scatter_blocks(
     vec = torch.zeros(K, P, dtype=vectors.dtype, device=vectors.device)
     vec.index_add_(1, grid.index.reshape(-1), vectors.reshape(K, -1))
     return flat.reshape(K, P, P), vec
+
+
+def grid_patterns(grid: TaskGrid) -> tuple[TaskGrid, torch.Tensor, torch.Tensor]:
+    r"""Tasks observed at the same inputs, grouped: with shared hyper-parameters they share
+    :math:`\Psi`, so M-step objectives need one factorisation per pattern, not per task.
+
+    Returns the grid of the G distinct patterns (``y`` of each pattern's first task), the
+    pattern of every task (M,) and the number of tasks per pattern (G,).
+    """
+    key = torch.where(grid.valid, grid.index, -1)
+    unique, inverse, counts = torch.unique(key, dim=0, return_inverse=True, return_counts=True)
+    first = torch.full((unique.shape[0],), grid.index.shape[0], dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(inverse.shape[0]), reduce="amin")
+    valid = unique >= 0
+    patterns = TaskGrid(grid.x, torch.where(valid, unique, 0), valid, grid.y[first])
+    return patterns, inverse, counts
