@@ -275,6 +275,14 @@ class MagmaClust(MagmaResults, Model):
             setattr(self, f"hyper_{name}", value.detach().clone())
         return self
 
+    def explore(self, data: xr.DataArray, new: xr.DataArray | None = None) -> Any:
+        """An ipywidgets explorer: K and hypothesis pickers, hyper-parameter sliders, a new
+        task's points to add or drop, its mixture prediction and membership bars (see
+        :class:`workbench.widgets.MagmaExplorer`; fits the model first if needed)."""
+        from workbench.widgets import MagmaExplorer
+
+        return MagmaExplorer(self, data, new)
+
     def _resize_hyper_buffers(self, state_dict, prefix, *args) -> None:
         for name in ("hyper_x", "hyper_mean", "hyper_cov"):
             if prefix + name in state_dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from workbench.widgets.explorer import ModelExplorer as ModelExplorer
 from workbench.widgets.latent_explorer import LatentExplorer as LatentExplorer
+from workbench.widgets.magma_explorer import MagmaExplorer as MagmaExplorer
 from workbench.widgets.specs import control_for as control_for
 from workbench.widgets.specs import css_class as css_class
 from workbench.widgets.views import plot_posterior as plot_posterior
@@ -11,6 +12,7 @@ from workbench.widgets.views import posterior_png as posterior_png
 
 __all__ = [
     "LatentExplorer",
+    "MagmaExplorer",
     "ModelExplorer",
     "control_for",
     "css_class",
