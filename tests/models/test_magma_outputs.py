@@ -127,3 +127,15 @@ def test_loaded_model_predicts_without_its_training_data(fitted, tmp_path):
     )
     with pytest.raises(RuntimeError, match="training data"):
         again.memberships()
+
+
+def test_bad_arguments_of_outputs(fitted):
+    model, _, new = fitted
+    with pytest.raises(ValueError, match="num_samples"):
+        model.sample(new, num_samples=0)
+    with pytest.raises(ValueError, match="num_samples"):
+        model.to_inference_data(num_samples=-1)
+    with pytest.raises(ValueError, match="ci_prob"):
+        model.predict(new, ci_prob=1.5)
+    with pytest.raises(wb.errors.EmptyDataError):
+        model.predict(new * np.nan)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from workbench.kernels.batched import squared_exponential as squared_exponential
 from workbench.kernels.spec import kernel_from_spec as kernel_from_spec
 from workbench.kernels.spec import kernel_to_spec as kernel_to_spec
 from workbench.kernels.spec import register_kernel as register_kernel
@@ -20,4 +21,5 @@ __all__ = [
     "kernel_from_spec",
     "kernel_to_spec",
     "register_kernel",
+    "squared_exponential",
 ]

@@ -11,6 +11,8 @@ __all__ = ["batched_kernel", "dense_kernel", "squared_exponential"]
 
 
 def squared_exponential() -> gpytorch.kernels.Kernel:
+    """The scaled squared exponential :math:`s^2 \\exp(-(t - t')^2 / 2\\ell^2)` (GPyTorch), the
+    default kernel of the multi-task models."""
     return gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel())
 
 

@@ -96,6 +96,8 @@ class MagmaResults:
         included). Task-specific hyper-parameters (``H0i``/``Hki``) are fitted to the new task
         by maximising its exact mixture marginal likelihood.
         """
+        if not 0.0 < ci_prob < 1.0:
+            raise ValueError(f"expected 0 < ci_prob < 1, got {ci_prob}")
         pred, noise, coords = self._new_task(new, at)
         ds = prediction_dataset(self, pred, noise, coords, ci_prob)
         label(ds, new.attrs, time_attrs=new["time"].attrs)
@@ -107,6 +109,7 @@ class MagmaResults:
         """Joint draws of a new task's observations at ``at`` from the mixture predictive,
         ``DataArray(draw, time)``; the ``cluster`` coordinate (draw) says which component
         each draw came from (drawn with the membership probabilities)."""
+        _check_draws(num_samples)
         pred, noise, coords = self._new_task(new, at)
         cov = pred.cov + noise * torch.eye(pred.cov.shape[-1], dtype=pred.cov.dtype)
         gen = torch.Generator().manual_seed(seed)
@@ -132,6 +135,7 @@ class MagmaResults:
         :mod:`~workbench.models.magma_sampling`); ``observed_data``; and with
         ``log_likelihood=True`` pointwise :math:`\log N(y_{it}; g_{it}, \sigma_i^2)` at drawn
         latents, for ``az.loo``."""
+        _check_draws(num_samples)
         da, grid, tau = self._state()
         post, tau, _ = self._estep(grid, tau, update_tau=self.n_clusters > 1)
         gen = torch.Generator().manual_seed(seed)
@@ -218,3 +222,8 @@ class MagmaResults:
         if self.hypothesis[2] != "i":
             return self.task_kernel, self.noise.detach()
         return fit_new_task_kernel(self, post, observed, y, x_all)
+
+
+def _check_draws(num_samples: int) -> None:
+    if int(num_samples) != num_samples or num_samples < 1:
+        raise ValueError(f"expected num_samples >= 1, got {num_samples}")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import xarray as xr
 
+from workbench.errors import WorkbenchWarning
 from workbench.models.magma import Magma, MagmaClust
 
 __all__ = ["n_parameters", "select_n_clusters"]
@@ -35,7 +37,8 @@ def select_n_clusters(
     with the exact ELBO (entropy constants included) and :math:`d_K` from
     :func:`n_parameters` (so the penalty follows the trained hypothesis). K = 1 fits
     :class:`Magma`. ``kwargs`` go to every model. Returns the best model and a Dataset with
-    ``vbic``, ``elbo`` and ``n_parameters`` over ``n_clusters``.
+    ``vbic``, ``elbo``, ``n_parameters`` and ``empty_clusters`` (clusters left without members,
+    a sign that K is too large; their warnings are not repeated) over ``n_clusters``.
     """
     if not candidates:
         raise ValueError("expected at least one candidate number of clusters, got none")
@@ -43,17 +46,21 @@ def select_n_clusters(
     models, rows = [], []
     for K in candidates:
         model = Magma(**kwargs) if K == 1 else MagmaClust(K, **kwargs)
-        model.fit(da, progress=False)
+        with warnings.catch_warnings():  # empty clusters of a too-large K: counted instead
+            warnings.simplefilter("ignore", WorkbenchWarning)
+            model.fit(da, progress=False)
         d = n_parameters(model)
         elbo = model.fit_elbo[-1]
-        rows.append((elbo - 0.5 * d * math.log(M), elbo, d))
+        empty = int((model._fitted[1].sum(0) < 1e-6).sum())
+        rows.append((elbo - 0.5 * d * math.log(M), elbo, d, empty))
         models.append(model)
-    vbic, elbo, dims = zip(*rows, strict=True)
+    vbic, elbo, dims, empty = zip(*rows, strict=True)
     table = xr.Dataset(
         {
             "vbic": ("n_clusters", list(vbic)),
             "elbo": ("n_clusters", list(elbo)),
             "n_parameters": ("n_clusters", list(dims)),
+            "empty_clusters": ("n_clusters", list(empty)),
         },
         coords={"n_clusters": list(candidates)},
     )
