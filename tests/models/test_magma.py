@@ -244,3 +244,19 @@ def test_task_objective_on_shared_input_patterns_equals_the_per_task_sum():
         direct = vem.task_objective(model._psi(grid), moments, grid)
         grouped = vem.task_objective(model._psi(patterns), summed, patterns, counts)
     assert abs(float(grouped - direct)) < 1e-10 * abs(float(direct))
+
+
+def test_other_gpytorch_kernels_fit_and_predict():
+    import gpytorch
+
+    mean_kernel = gpytorch.kernels.ScaleKernel(gpytorch.kernels.MaternKernel(nu=1.5))
+    task_kernel = gpytorch.kernels.ScaleKernel(gpytorch.kernels.PeriodicKernel())
+    da = _tasks(M=10, P=30, clusters=(0.0, 6.0), seed=2)
+    model = MagmaClust(2, "Hk0", mean_kernel, task_kernel, max_iter=6, tol=0)
+    model.fit(da, progress=False)
+    assert np.all(np.diff(model.fit_elbo) > -1e-6 * np.abs(model.fit_elbo[1:]))
+    assert model.mean_kernel.base_kernel.lengthscale.shape[0] == 2  # per cluster (Hk0)
+    pred = model.predict(da.isel(task=1).dropna("time"), at=np.linspace(0, 10, 7))
+    assert np.isfinite(pred["mean"]).all() and np.all(pred.lower < pred.upper)
+    again = MagmaClust.from_config(model.get_config())
+    assert type(again.mean_kernel.base_kernel).__name__ == "MaternKernel"
