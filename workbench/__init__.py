@@ -17,6 +17,7 @@ from workbench.models import (
     Magma,
     MagmaClust,
     MarkovGP,
+    MultitaskGP,
     select_n_clusters,
 )
 from workbench.persistence import load
@@ -27,6 +28,7 @@ __all__ = [
     "Magma",
     "MagmaClust",
     "MarkovGP",
+    "MultitaskGP",
     "__version__",
     "data",
     "errors",

@@ -12,6 +12,7 @@ from workbench.models.magma import Magma as Magma
 from workbench.models.magma import MagmaClust as MagmaClust
 from workbench.models.magma_select import select_n_clusters as select_n_clusters
 from workbench.models.markov_gp import MarkovGP as MarkovGP
+from workbench.models.multitask import MultitaskGP as MultitaskGP
 
 __all__ = [
     "ExactGP",
@@ -21,6 +22,7 @@ __all__ = [
     "MagmaClust",
     "MarkovGP",
     "Model",
+    "MultitaskGP",
     "ParameterSpec",
     "Posterior",
     "select_n_clusters",

@@ -1,0 +1,337 @@
+"""Multi-task GP: correlated outputs observed on their own (irregular) grids."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Self
+
+import gpytorch
+import numpy as np
+import torch
+import xarray as xr
+
+from workbench.data import Observations, TimeAxis, from_dataarray, resolve_at
+from workbench.errors import DimensionError
+from workbench.inference import dense_gp_log_marginal, dense_gp_predict
+from workbench.inference.sgpr import sgpr_bound, sgpr_factors, sgpr_predict
+from workbench.io import make_attrs, predictive_to_dataset
+from workbench.kernels import kernel_from_spec, kernel_to_spec
+from workbench.kernels.multitask import InteractionKernel, LMCKernel
+from workbench.models.base import Model
+from workbench.models.training import optimize
+
+__all__ = ["MultitaskGP"]
+
+INFERENCE = ("auto", "exact", "sparse")
+
+
+class MultitaskGP(Model):
+    r"""Linear model of coregionalisation (ICM for one latent), optionally with hierarchical
+    latent interactions, on a ``DataArray(task, time)`` whose NaN entries are unobserved.
+
+    .. math::
+        y_{i}(x) = c_i + f_i(x) + \varepsilon_i,\quad
+        \mathrm{Cov}(f_i(x), f_j(x')) = \sum_q B_q[i, j]\,k_q(x, x'),\quad
+        \varepsilon_i \sim N(0, \sigma_i^2)
+
+    (see :mod:`workbench.kernels.multitask`). Every task may be observed at its own inputs;
+    all observed values are stacked, so exact inference costs O(N³) in the total number of
+    observations N. Above ``max_exact`` observations (or with ``inference="sparse"``) the
+    model uses Titsias' collapsed sparse bound with ``n_inducing`` inducing times shared by all
+    tasks (M = T × n_inducing inducing variables, O(N M²)).
+
+    Parameters
+    ----------
+    kernel : gpytorch Kernel, dict, or list of them, optional
+        The latents' kernels on the time axis: one template copied Q times, or Q kernels
+        (default ``RBFKernel``; the coregionalisation carries the variances). With
+        ``interaction=True`` the latents are squared exponentials (the closed form of the
+        cross-convolution) and ``kernel`` must be None.
+    n_latents : int
+        Q.
+    interaction : bool
+        Add the cross-covariances between different latents
+        (:class:`~workbench.kernels.multitask.InteractionKernel`).
+    rank : int
+        Rank of each coregionalisation factor (of the cross-coregionalisation with
+        ``interaction=True``).
+    inference : {"auto", "exact", "sparse"}
+    max_exact, n_inducing : int
+        The "auto" switch and the number of inducing times.
+    task_dim : str
+        The task dim of the data.
+    seed : int
+        Seed of the coregionalisation factors' random start (symmetric starts stay symmetric).
+    """
+
+    def __init__(
+        self,
+        kernel: Any = None,
+        n_latents: int = 1,
+        interaction: bool = False,
+        *,
+        rank: int = 1,
+        inference: str = "auto",
+        max_exact: int = 2000,
+        n_inducing: int = 32,
+        task_dim: str = "task",
+        seed: int = 0,
+        tasks: list | None = None,
+        time_unit: str = "D",
+        axis: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if int(n_latents) != n_latents or n_latents < 1:
+            raise ValueError(f"expected n_latents >= 1, got {n_latents}")
+        if int(rank) != rank or rank < 1:
+            raise ValueError(f"expected rank >= 1, got {rank}")
+        if inference not in INFERENCE:
+            raise ValueError(f"expected inference in {INFERENCE}, got {inference!r}")
+        if interaction and kernel is not None:
+            raise ValueError("expected kernel=None with interaction=True (SE latents), got one")
+        self.n_latents, self.interaction, self.rank = int(n_latents), bool(interaction), int(rank)
+        self.inference, self.max_exact, self.n_inducing = inference, int(max_exact), n_inducing
+        self.task_dim, self.seed, self.time_unit = task_dim, seed, time_unit
+        self.axis = TimeAxis(**axis) if axis is not None else None
+        self._templates = self._latent_templates(kernel)
+        self.kernel: gpytorch.kernels.Kernel | None = None
+        self.tasks: list | None = None
+        if tasks is not None:
+            self._make_parameters(list(tasks))
+        self.fit_losses: list[float] = []
+
+    def _latent_templates(self, kernel: Any) -> list[gpytorch.kernels.Kernel]:
+        if kernel is None:
+            return [gpytorch.kernels.RBFKernel() for _ in range(self.n_latents)]
+        kernels = kernel if isinstance(kernel, list | tuple) else [kernel] * self.n_latents
+        if len(kernels) != self.n_latents:
+            raise ValueError(
+                f"expected {self.n_latents} kernels (one per latent), got {len(kernels)}"
+            )
+        return [kernel_from_spec(k) if isinstance(k, dict) else k for k in kernels]
+
+    def _make_parameters(self, tasks: list) -> None:
+        T = len(tasks)
+        self.tasks = tasks
+        if self.interaction:
+            self.kernel = InteractionKernel(T, self.n_latents, self.rank)
+        else:
+            self.kernel = LMCKernel(self._templates, T, self.rank)
+            gen = torch.Generator().manual_seed(self.seed)
+            for index in self.kernel.coregionalization:
+                start = torch.randn(index.covar_factor.shape, generator=gen, dtype=torch.float64)
+                index.covar_factor.data.copy_(0.5 + 0.1 * start)
+        self.raw_noise = torch.nn.Parameter(torch.zeros(T, dtype=torch.float64))
+        self.raw_noise_constraint = gpytorch.constraints.GreaterThan(1e-8)
+        self.task_mean = torch.nn.Parameter(torch.zeros(T, dtype=torch.float64))
+
+    @property
+    def noise(self) -> torch.Tensor:
+        """Noise variances sigma_i^2 of the tasks, shape (T,)."""
+        return self.raw_noise_constraint.transform(self.raw_noise)
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "kernel": None if self.interaction else [kernel_to_spec(k) for k in self._templates],
+            "n_latents": self.n_latents,
+            "interaction": self.interaction,
+            "rank": self.rank,
+            "inference": self.inference,
+            "max_exact": self.max_exact,
+            "n_inducing": self.n_inducing,
+            "task_dim": self.task_dim,
+            "seed": self.seed,
+            "time_unit": self.time_unit,
+        }
+        if self.tasks is not None:
+            config["tasks"] = self.tasks
+        if self.axis is not None:
+            config["axis"] = self.axis.to_config()
+        return config
+
+    # -- data ----------------------------------------------------------------------------------
+    def _observe(self, da: xr.DataArray) -> tuple[Observations, torch.Tensor, torch.Tensor]:
+        """Observations, stacked inputs (N, 2) = (time, task index) and values (N,)."""
+        obs = from_dataarray(da, "time", time_unit=self.time_unit, axis=self.axis)
+        if obs.batch_dims != (self.task_dim,):
+            raise DimensionError(f"expected dims ({self.task_dim!r}, 'time'), got {tuple(da.dims)}")
+        names = [_plain(v) for v in da[self.task_dim].values]
+        if self.tasks is not None and names != self.tasks:
+            raise DimensionError(
+                f"expected the fitted tasks {self.tasks} along {self.task_dim!r}, got {names}"
+            )
+        task, point = torch.nonzero(obs.mask, as_tuple=True)
+        X = torch.stack([obs.x.double()[point], task.double()], 1)
+        return obs, X, obs.y.double()[task, point]
+
+    def _initialize(self, obs: Observations, X: torch.Tensor, y: torch.Tensor) -> None:
+        self.axis = obs.axis
+        self._make_parameters([_plain(v) for v in obs.template[self.task_dim].values])
+        task = X[:, 1].long()
+        T = len(self.tasks)
+        count = torch.bincount(task, minlength=T).double()
+        means = torch.zeros(T, dtype=torch.float64).index_add_(0, task, y) / count
+        resid = y - means[task]
+        var = torch.zeros(T, dtype=torch.float64).index_add_(0, task, resid.square()) / count
+        var = torch.where(count > 1, var, resid.square().mean()).clamp_min(1e-12)
+        span = float(X[:, 0].max() - X[:, 0].min()) or 1.0
+        with torch.no_grad():
+            self.task_mean.copy_(means)
+            self.raw_noise.copy_(self.raw_noise_constraint.inverse_transform(0.05 * var))
+            self._scale_kernel(var.sqrt(), 0.1 * span)
+
+    def _scale_kernel(self, sd: torch.Tensor, lengthscale: float) -> None:
+        Q = self.n_latents
+        if self.interaction:
+            self.kernel.lengthscale = torch.full((Q,), lengthscale, dtype=torch.float64)
+            self.kernel.coefficients.mul_(sd[None, :, None] / math.sqrt(Q * self.rank))
+            return
+        for latent, index in zip(self.kernel.latents, self.kernel.coregionalization, strict=True):
+            for module in latent.modules():
+                if getattr(module, "has_lengthscale", False):
+                    module.lengthscale = lengthscale
+            index.covar_factor.mul_(sd[:, None] / math.sqrt(Q * self.rank))
+            index.var = 0.1 * sd.square() / Q
+
+    # -- inference -----------------------------------------------------------------------------
+    def _sparse(self, n: int) -> bool:
+        return self.inference == "sparse" or (self.inference == "auto" and n > self.max_exact)
+
+    def _inducing(self, X: torch.Tensor) -> torch.Tensor:
+        """Inducing inputs: ``n_inducing`` times (or every distinct observed time, if fewer)
+        for every task, shape (T * m, 2)."""
+        times = torch.unique(X[:, 0])
+        if times.shape[0] > self.n_inducing:
+            times = torch.linspace(float(times[0]), float(times[-1]), self.n_inducing)
+        times = times.double()
+        T = len(self.tasks)
+        tasks = torch.arange(T, dtype=torch.float64).repeat_interleave(times.shape[0])
+        return torch.stack([times.repeat(T), tasks], 1)
+
+    def _bound(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Exact log marginal likelihood, or the sparse bound."""
+        task = X[:, 1].long()
+        resid = y - self.task_mean[task]
+        noise = self.noise[task]
+        if not self._sparse(X.shape[0]):
+            K = self.kernel(X, X).to_dense() + torch.diag(noise)
+            return dense_gp_log_marginal(K, resid, torch.zeros((), dtype=K.dtype))
+        Z = self._inducing(X)
+        factors = sgpr_factors(self._k(Z, Z), self._k(Z, X), resid, noise)
+        return sgpr_bound(factors, self.kernel(X, X, diag=True), resid, noise)
+
+    def _k(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.kernel(a, b).to_dense()
+
+    def _predict(self, X: torch.Tensor, y: torch.Tensor, Xs: torch.Tensor):
+        task = X[:, 1].long()
+        resid = y - self.task_mean[task]
+        noise = self.noise[task]
+        kss = self.kernel(Xs, Xs, diag=True)
+        prior = self.task_mean[Xs[:, 1].long()]
+        if not self._sparse(X.shape[0]):
+            K = self._k(X, X) + torch.diag(noise)
+            zero = torch.zeros((), dtype=K.dtype)
+            pred = dense_gp_predict(K, self._k(Xs, X), kss, resid, zero)
+            return prior + pred.mean, pred.variance
+        Z = self._inducing(X)
+        factors = sgpr_factors(self._k(Z, Z), self._k(Z, X), resid, noise)
+        mean, variance = sgpr_predict(factors, self._k(Z, Xs), kss)
+        return prior + mean, variance
+
+    # -- public API ----------------------------------------------------------------------------
+    def fit(
+        self,
+        da: xr.DataArray,
+        *,
+        steps: int = 50,
+        lr: float = 1.0,
+        progress: bool | None = None,
+        callback: Any = None,
+    ) -> Self:
+        """Maximise the log marginal likelihood (or the sparse bound) by L-BFGS, per observation.
+
+        The first fit creates the per-task parameters (means start at the tasks' averages,
+        noises at 5 % of their variances, lengthscales at 10 % of the time span).
+        """
+        obs, X, y = self._observe(da)
+        if self.tasks is None:
+            self._initialize(obs, X, y)
+        n = X.shape[0]
+        self.fit_losses = optimize(
+            self, lambda: -self._bound(X, y) / n, steps=steps, lr=lr, optimizer="lbfgs",
+            progress=progress, desc=type(self).__name__, callback=callback,
+        )  # fmt: skip
+        return self
+
+    def log_marginal_likelihood(self, da: xr.DataArray) -> float:
+        """Exact :math:`\\log p(y)` (or the sparse lower bound) of all observations."""
+        _, X, y = self._observe(da)
+        self._require_fit()
+        with torch.no_grad():
+            return float(self._bound(X, y))
+
+    def posterior(
+        self,
+        da: xr.DataArray,
+        at: Any = None,
+        *,
+        ci_prob: float = 0.95,
+        observation_noise: bool = False,
+    ) -> xr.Dataset:
+        """Posterior of every task's latent function given ``da``, on its times or ``at``:
+        ``mean``, ``variance``, ``lower``, ``upper`` (task, time), for observed and unobserved
+        tasks' points alike. ``observation_noise=True`` adds each task's :math:`\\sigma_i^2`."""
+        obs, X, y = self._observe(da)
+        self._require_fit()
+        x_new, coords = resolve_at(obs, at)
+        T, S = len(self.tasks), x_new.shape[0]
+        Xs = torch.stack(
+            [x_new.double().repeat(T), torch.arange(T, dtype=torch.float64).repeat_interleave(S)],
+            1,
+        )
+        with torch.no_grad():
+            mean, variance = self._predict(X, y, Xs)
+            if observation_noise:
+                variance = variance + self.noise.repeat_interleave(S)
+        attrs = make_attrs(
+            type(self).__name__, self.hyperparameters(), observation_noise=observation_noise,
+            inference="sparse" if self._sparse(X.shape[0]) else "exact",
+        )  # fmt: skip
+        return predictive_to_dataset(
+            obs, mean.reshape(T, S), variance.reshape(T, S), coords=coords, ci_prob=ci_prob,
+            attrs=attrs,
+        )  # fmt: skip
+
+    def task_covariance(self) -> xr.DataArray:
+        r"""Covariance of the tasks' latent functions at one time (zero lag),
+        ``DataArray(task, task_)``: :math:`\sum_q B_q k_q(0)` for the LMC."""
+        self._require_fit()
+        T = len(self.tasks)
+        X0 = torch.stack([torch.zeros(T, dtype=torch.float64), torch.arange(T).double()], 1)
+        with torch.no_grad():
+            cov = self._k(X0, X0).numpy()
+        names = np.asarray(self.tasks)
+        return xr.DataArray(
+            cov,
+            dims=(self.task_dim, f"{self.task_dim}_"),
+            coords={self.task_dim: names, f"{self.task_dim}_": names},
+            name="task_covariance",
+        )
+
+    def task_correlation(self) -> xr.DataArray:
+        """Correlation of the tasks' latent functions at zero lag, ``DataArray(task, task_)``."""
+        cov = self.task_covariance()
+        sd = np.sqrt(np.diag(cov.values))
+        out = cov.copy(data=cov.values / np.outer(sd, sd)).rename("task_correlation")
+        out.attrs = {"long_name": "correlation of the tasks' latent functions", "units": "1"}
+        return out
+
+    def _require_fit(self) -> None:
+        if self.kernel is None:
+            raise RuntimeError("expected a fitted model (call fit first)")
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able Python scalar for a coordinate value (task names go into the config)."""
+    return value.item() if hasattr(value, "item") else value
