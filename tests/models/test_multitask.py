@@ -44,8 +44,9 @@ def _dense_icm(model, da):
     return task, x, K, B.numpy(), ell
 
 
-def test_icm_equals_dense_hadamard_computation():
-    da = _data()
+@pytest.mark.parametrize("missing", [0.3, 0.0])  # stacked exact path; Kronecker path
+def test_icm_equals_dense_hadamard_computation(missing):
+    da = _data(missing=missing)
     model = wb.MultitaskGP(rank=2).fit(da, steps=1, progress=False)
     _randomize(model)
     task, x, K, B, ell = _dense_icm(model, da)
@@ -59,6 +60,7 @@ def test_icm_equals_dense_hadamard_computation():
     assert abs(model.log_marginal_likelihood(da) - lml) < 1e-8 * abs(lml)
     xs = np.linspace(0, 10, 7)
     post = model.posterior(da, at=xs)
+    assert post.attrs["inference"] == ("kronecker" if missing == 0 else "exact")
     for j in range(3):
         ks = B[j, task] * np.exp(-0.5 * (xs[:, None] - x[None, :]) ** 2 / ell**2)
         m = mean[j] + ks @ np.linalg.solve(C, r)

@@ -13,9 +13,11 @@ import xarray as xr
 from workbench.data import Observations, TimeAxis, from_dataarray, resolve_at
 from workbench.errors import DimensionError
 from workbench.inference import dense_gp_log_marginal, dense_gp_predict
+from workbench.inference.kronecker import kronecker_log_marginal, kronecker_predict
 from workbench.inference.sgpr import sgpr_bound, sgpr_factors, sgpr_predict
 from workbench.io import make_attrs, predictive_to_dataset
 from workbench.kernels import kernel_from_spec, kernel_to_spec
+from workbench.kernels.batched import dense_kernel
 from workbench.kernels.multitask import InteractionKernel, LMCKernel
 from workbench.models.base import Model
 from workbench.models.training import optimize
@@ -194,8 +196,20 @@ class MultitaskGP(Model):
             index.var = 0.1 * sd.square() / Q
 
     # -- inference -----------------------------------------------------------------------------
-    def _sparse(self, n: int) -> bool:
-        return self.inference == "sparse" or (self.inference == "auto" and n > self.max_exact)
+    def _method(self, obs: Observations) -> str:
+        """ "kronecker" (exact ICM on a complete grid), "exact" or "sparse"."""
+        if self.inference == "sparse":
+            return "sparse"
+        if not self.interaction and self.n_latents == 1 and bool(obs.mask.all()):
+            return "kronecker"
+        auto_sparse = self.inference == "auto" and obs.n_observed > self.max_exact
+        return "sparse" if auto_sparse else "exact"
+
+    def _icm_parts(self, obs: Observations) -> tuple[torch.Tensor, torch.Tensor]:
+        """B (T, T) and K (P, P) of the ICM on the complete grid."""
+        x = obs.x.double()[:, None]
+        B = self.kernel.task_matrices()[0]
+        return B, dense_kernel(self.kernel.latents[0], x, x)
 
     def _inducing(self, X: torch.Tensor) -> torch.Tensor:
         """Inducing inputs: ``n_inducing`` times (or every distinct observed time, if fewer)
@@ -208,12 +222,16 @@ class MultitaskGP(Model):
         tasks = torch.arange(T, dtype=torch.float64).repeat_interleave(times.shape[0])
         return torch.stack([times.repeat(T), tasks], 1)
 
-    def _bound(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _bound(self, obs: Observations, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Exact log marginal likelihood, or the sparse bound."""
         task = X[:, 1].long()
         resid = y - self.task_mean[task]
         noise = self.noise[task]
-        if not self._sparse(X.shape[0]):
+        method = self._method(obs)
+        if method == "kronecker":
+            B, K = self._icm_parts(obs)
+            return kronecker_log_marginal(B, K, self.noise, resid.reshape(B.shape[0], -1))
+        if method == "exact":
             K = self.kernel(X, X).to_dense() + torch.diag(noise)
             return dense_gp_log_marginal(K, resid, torch.zeros((), dtype=K.dtype))
         Z = self._inducing(X)
@@ -223,21 +241,40 @@ class MultitaskGP(Model):
     def _k(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.kernel(a, b).to_dense()
 
-    def _predict(self, X: torch.Tensor, y: torch.Tensor, Xs: torch.Tensor):
+    def _predict(self, obs: Observations, X: torch.Tensor, y: torch.Tensor, x_new: torch.Tensor):
+        """Latent posterior mean and variance of every task at ``x_new`` (S,), (T, S) each."""
+        T, S = len(self.tasks), x_new.shape[0]
         task = X[:, 1].long()
         resid = y - self.task_mean[task]
         noise = self.noise[task]
+        method = self._method(obs)
+        if method == "kronecker":
+            B, K = self._icm_parts(obs)
+            latent, xs = self.kernel.latents[0], x_new.double()[:, None]
+            k_new = dense_kernel(latent, obs.x.double()[:, None], xs)
+            k_diag = latent(xs, xs, diag=True)
+            mean, variance = kronecker_predict(
+                B, K, self.noise, resid.reshape(T, -1), k_new, k_diag
+            )
+            return self.task_mean[:, None] + mean, variance
+        Xs = torch.stack(
+            [x_new.double().repeat(T), torch.arange(T, dtype=torch.float64).repeat_interleave(S)],
+            1,
+        )
+        mean, variance = self._predict_stacked(method, X, resid, noise, Xs)
+        prior = self.task_mean[:, None]
+        return prior + mean.reshape(T, S), variance.reshape(T, S)
+
+    def _predict_stacked(self, method: str, X, resid, noise, Xs):
         kss = self.kernel(Xs, Xs, diag=True)
-        prior = self.task_mean[Xs[:, 1].long()]
-        if not self._sparse(X.shape[0]):
+        if method == "exact":
             K = self._k(X, X) + torch.diag(noise)
             zero = torch.zeros((), dtype=K.dtype)
             pred = dense_gp_predict(K, self._k(Xs, X), kss, resid, zero)
-            return prior + pred.mean, pred.variance
+            return pred.mean, pred.variance
         Z = self._inducing(X)
         factors = sgpr_factors(self._k(Z, Z), self._k(Z, X), resid, noise)
-        mean, variance = sgpr_predict(factors, self._k(Z, Xs), kss)
-        return prior + mean, variance
+        return sgpr_predict(factors, self._k(Z, Xs), kss)
 
     # -- public API ----------------------------------------------------------------------------
     def fit(
@@ -249,7 +286,8 @@ class MultitaskGP(Model):
         progress: bool | None = None,
         callback: Any = None,
     ) -> Self:
-        """Maximise the log marginal likelihood (or the sparse bound) by L-BFGS, per observation.
+        """Maximise the log marginal likelihood (or the sparse bound) per observation by
+        L-BFGS: ``steps`` optimiser steps of up to 20 iterations (strong-Wolfe line search).
 
         The first fit creates the per-task parameters (means start at the tasks' averages,
         noises at 5 % of their variances, lengthscales at 10 % of the time span).
@@ -259,17 +297,17 @@ class MultitaskGP(Model):
             self._initialize(obs, X, y)
         n = X.shape[0]
         self.fit_losses = optimize(
-            self, lambda: -self._bound(X, y) / n, steps=steps, lr=lr, optimizer="lbfgs",
+            self, lambda: -self._bound(obs, X, y) / n, steps=steps, lr=lr, optimizer="lbfgs",
             progress=progress, desc=type(self).__name__, callback=callback,
         )  # fmt: skip
         return self
 
     def log_marginal_likelihood(self, da: xr.DataArray) -> float:
         """Exact :math:`\\log p(y)` (or the sparse lower bound) of all observations."""
-        _, X, y = self._observe(da)
+        obs, X, y = self._observe(da)
         self._require_fit()
         with torch.no_grad():
-            return float(self._bound(X, y))
+            return float(self._bound(obs, X, y))
 
     def posterior(
         self,
@@ -285,23 +323,17 @@ class MultitaskGP(Model):
         obs, X, y = self._observe(da)
         self._require_fit()
         x_new, coords = resolve_at(obs, at)
-        T, S = len(self.tasks), x_new.shape[0]
-        Xs = torch.stack(
-            [x_new.double().repeat(T), torch.arange(T, dtype=torch.float64).repeat_interleave(S)],
-            1,
-        )
         with torch.no_grad():
-            mean, variance = self._predict(X, y, Xs)
+            mean, variance = self._predict(obs, X, y, x_new)
             if observation_noise:
-                variance = variance + self.noise.repeat_interleave(S)
+                variance = variance + self.noise[:, None]
         attrs = make_attrs(
             type(self).__name__, self.hyperparameters(), observation_noise=observation_noise,
-            inference="sparse" if self._sparse(X.shape[0]) else "exact",
+            inference=self._method(obs),
         )  # fmt: skip
         return predictive_to_dataset(
-            obs, mean.reshape(T, S), variance.reshape(T, S), coords=coords, ci_prob=ci_prob,
-            attrs=attrs,
-        )  # fmt: skip
+            obs, mean, variance, coords=coords, ci_prob=ci_prob, attrs=attrs
+        )
 
     def task_covariance(self) -> xr.DataArray:
         r"""Covariance of the tasks' latent functions at one time (zero lag),
