@@ -195,3 +195,27 @@ def test_bad_input():
         model.posterior(da.isel(task=[1, 0, 2]))
     with pytest.raises(RuntimeError, match="fit"):
         wb.MultitaskGP().task_correlation()
+
+
+@pytest.mark.parametrize("inference", ["exact", "sparse"])
+def test_inference_data_draws_match_the_posterior(inference):
+    import arviz as az
+
+    da = _data(seed=7).assign_attrs(units="m")
+    model = wb.MultitaskGP(inference=inference, n_inducing=10).fit(da, steps=3, progress=False)
+    idata = model.to_inference_data(da, num_samples=2000, log_likelihood=True, seed=3)
+    n = int(np.isfinite(da.values).sum())
+    f = idata.posterior["f"]
+    assert f.shape == (1, 2000, n) and idata.observed_data["y"].attrs["units"] == "m"
+    obs = idata.observed_data["y"]
+    assert list(obs.task.values[:3]) == ["t0"] * 3
+    np.testing.assert_array_equal(obs.values, da.values[np.isfinite(da.values)])
+    post = model.posterior(da)  # latent marginals at the same points
+    stacked = post.stack(obs=("task", "time"))
+    keep = np.isfinite(da.values).reshape(-1)
+    mean, var = stacked["mean"].values[keep], stacked["variance"].values[keep]
+    se = 5 * np.sqrt(var / 2000) + 1e-9
+    assert np.all(np.abs(f.mean(("chain", "draw")).values - mean) < se)
+    np.testing.assert_allclose(f.var(("chain", "draw")).values, var, rtol=0.15, atol=1e-8)
+    with pytest.warns(UserWarning):
+        assert np.isfinite(az.loo(idata).elpd_loo)

@@ -9,7 +9,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["GROUPS", "samples_to_datatree", "samples_to_inference_data"]
+__all__ = [
+    "GROUPS",
+    "observed_point_coords",
+    "samples_to_datatree",
+    "samples_to_inference_data",
+]
 
 #: ArviZ groups we write; groups holding data carry no (chain, draw) dims.
 GROUPS = (
@@ -131,3 +136,15 @@ def _as_dataarray(
                 da = da.expand_dims(d)
         da = da.assign_coords({d: np.arange(da.sizes[d]) for d in _SAMPLE_DIMS})
     return da
+
+
+def observed_point_coords(da: xr.DataArray, task_dim: str, dim: str = "time") -> dict[str, Any]:
+    """Coordinates of one ``obs`` dim over the observed (non-NaN) values of a
+    ``DataArray(task, time)``, in task-major order: ``obs`` plus ``task``/``time`` along it."""
+    values = da.transpose(task_dim, dim).values
+    task, point = np.nonzero(np.isfinite(values))
+    return {
+        "obs": np.arange(task.size),
+        task_dim: ("obs", da[task_dim].values[task]),
+        dim: ("obs", da[dim].values[point]),
+    }

@@ -20,6 +20,7 @@ from workbench.kernels import kernel_from_spec, kernel_to_spec
 from workbench.kernels.batched import dense_kernel
 from workbench.kernels.multitask import InteractionKernel, LMCKernel
 from workbench.models.base import Model
+from workbench.models.multitask_outputs import inference_data
 from workbench.models.training import optimize
 
 __all__ = ["MultitaskGP"]
@@ -358,6 +359,22 @@ class MultitaskGP(Model):
         out = cov.copy(data=cov.values / np.outer(sd, sd)).rename("task_correlation")
         out.attrs = {"long_name": "correlation of the tasks' latent functions", "units": "1"}
         return out
+
+    def to_inference_data(
+        self,
+        da: xr.DataArray,
+        num_samples: int = 100,
+        *,
+        log_likelihood: bool = False,
+        seed: int = 0,
+    ) -> Any:
+        """ArviZ groups over one ``obs`` dim of the observed values (``task``/``time``
+        coordinates along it): joint ``posterior`` draws of the latent ``f``, replicated
+        ``y`` (``posterior_predictive``), ``observed_data`` and, with ``log_likelihood=True``,
+        pointwise Gaussian log-likelihoods for ``az.loo``. Needs the N x N posterior covariance
+        (N <= :data:`~workbench.models.multitask_outputs.MAX_JOINT`)."""
+        self._require_fit()
+        return inference_data(self, da, num_samples, log_likelihood, seed)
 
     def _require_fit(self) -> None:
         if self.kernel is None:
