@@ -376,6 +376,14 @@ class MultitaskGP(Model):
         self._require_fit()
         return inference_data(self, da, num_samples, log_likelihood, seed)
 
+    def explore(self, data: xr.DataArray, *, fit_steps: int = 10) -> Any:
+        """An ipywidgets explorer: pick tasks, hide a time window of one task and watch the
+        others fill it in, move the shared hyper-parameters, refit (see
+        :class:`workbench.widgets.MultitaskExplorer`)."""
+        from workbench.widgets import MultitaskExplorer
+
+        return MultitaskExplorer(self, data, fit_steps=fit_steps)
+
     def _require_fit(self) -> None:
         if self.kernel is None:
             raise RuntimeError("expected a fitted model (call fit first)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from workbench.widgets.explorer import ModelExplorer as ModelExplorer
 from workbench.widgets.latent_explorer import LatentExplorer as LatentExplorer
 from workbench.widgets.magma_explorer import MagmaExplorer as MagmaExplorer
+from workbench.widgets.multitask_explorer import MultitaskExplorer as MultitaskExplorer
 from workbench.widgets.specs import control_for as control_for
 from workbench.widgets.specs import css_class as css_class
 from workbench.widgets.views import plot_posterior as plot_posterior
@@ -14,6 +15,7 @@ __all__ = [
     "LatentExplorer",
     "MagmaExplorer",
     "ModelExplorer",
+    "MultitaskExplorer",
     "control_for",
     "css_class",
     "plot_posterior",
