@@ -168,9 +168,11 @@ def test_cross_task_transfer_beats_independent_gps():
     assert corr.dims == ("task", "task_") and corr.sel(task="a", task_="c") < -0.9
 
 
-def test_hli_model_fits_and_saves(tmp_path):
+@pytest.mark.parametrize("interaction", [True, False])
+def test_models_fit_and_save(tmp_path, interaction):
     da = _data(seed=6)
-    model = wb.MultitaskGP(n_latents=2, interaction=True, rank=2).fit(da, steps=5, progress=False)
+    model = wb.MultitaskGP(n_latents=2, interaction=interaction, rank=2)
+    model.fit(da, steps=5, progress=False)
     post = model.posterior(da)
     assert np.isfinite(post["mean"]).all()
     model.save(tmp_path / "m.wbm")
@@ -195,6 +197,8 @@ def test_bad_input():
         model.posterior(da.isel(task=[1, 0, 2]))
     with pytest.raises(RuntimeError, match="fit"):
         wb.MultitaskGP().task_correlation()
+    with pytest.raises(ValueError, match="rank <= the 3 tasks"):
+        wb.MultitaskGP(rank=4).fit(da, progress=False)
 
 
 @pytest.mark.parametrize("inference", ["exact", "sparse"])

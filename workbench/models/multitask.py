@@ -295,6 +295,8 @@ class MultitaskGP(Model):
         """
         obs, X, y = self._observe(da)
         if self.tasks is None:
+            if self.rank > obs.n_series:
+                raise ValueError(f"expected rank <= the {obs.n_series} tasks, got {self.rank}")
             self._initialize(obs, X, y)
         n = X.shape[0]
         self.fit_losses = optimize(
