@@ -125,3 +125,21 @@ def test_bad_input():
         maximin_pattern(np.zeros(5), 2.0)
     single = maximin_pattern(np.zeros((1, 2)), 2.0)
     assert single.order.tolist() == [0] and single.indptr.tolist() == [0, 1]
+
+
+def test_reduced_ancestors_equal_the_dense_definition_and_contain_the_pattern():
+    from workbench.linalg import reduced_ancestors
+
+    X = np.random.default_rng(5).uniform(size=(300, 2))
+    rho = 2.0
+    pattern = maximin_pattern(X, rho)
+    Y = X[pattern.order]
+    indptr, indices = reduced_ancestors(Y, pattern.lengths, rho)
+    D = np.linalg.norm(Y[:, None] - Y[None, :], axis=-1)
+    for j in range(len(X)):
+        earlier = np.arange(j)
+        expected = np.r_[earlier[D[earlier, j] <= rho * pattern.lengths[earlier]], j]
+        got = indices[indptr[j] : indptr[j + 1]]
+        np.testing.assert_array_equal(got, expected)
+        column = pattern.indices[pattern.indptr[j] : pattern.indptr[j + 1]]
+        assert set(column) <= set(got)
