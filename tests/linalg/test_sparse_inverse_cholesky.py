@@ -143,3 +143,20 @@ def test_reduced_ancestors_equal_the_dense_definition_and_contain_the_pattern():
         np.testing.assert_array_equal(got, expected)
         column = pattern.indices[pattern.indptr[j] : pattern.indptr[j + 1]]
         assert set(column) <= set(got)
+
+
+@pytest.mark.parametrize("rho", [1e6, 2.0])
+def test_ic0_of_the_posterior_precision(rho):
+    from workbench.linalg.ic0 import ic0_posterior
+
+    X = np.random.default_rng(6).uniform(size=(200, 2))
+    index, values, _ = _factor(X, rho)
+    curvature = np.random.default_rng(7).uniform(1.0, 5.0, size=200)
+    U = to_dense(index, values)
+    P = U @ U.T + np.diag(curvature)
+    V = to_dense(index, ic0_posterior(index, values, curvature))
+    if rho > 1e5:  # full pattern: the exact upper factor, V V^T = P
+        assert np.linalg.norm(V @ V.T - P) < 1e-8 * np.linalg.norm(P)
+    on_pattern = to_dense(index, np.where(index >= 0, 1.0, 0.0)) > 0
+    np.testing.assert_allclose((V @ V.T)[on_pattern], P[on_pattern], rtol=1e-8, atol=1e-8)
+    assert np.all(np.diag(V) > 0) and np.allclose(V, np.triu(V))
