@@ -12,6 +12,7 @@ from workbench.likelihoods.registry import LIKELIHOODS as LIKELIHOODS
 from workbench.likelihoods.registry import likelihood_from_spec as likelihood_from_spec
 from workbench.likelihoods.registry import likelihood_to_spec as likelihood_to_spec
 from workbench.likelihoods.registry import make_likelihood as make_likelihood
+from workbench.likelihoods.student_t import StudentT as StudentT
 
 __all__ = [
     "LIKELIHOODS",
@@ -21,6 +22,7 @@ __all__ = [
     "Likelihood",
     "NegativeBinomial",
     "Poisson",
+    "StudentT",
     "likelihood_from_spec",
     "likelihood_to_spec",
     "make_likelihood",

@@ -9,6 +9,7 @@ from workbench.likelihoods.bernoulli import Bernoulli
 from workbench.likelihoods.gaussian import Gaussian
 from workbench.likelihoods.negative_binomial import NegativeBinomial
 from workbench.likelihoods.poisson import Poisson
+from workbench.likelihoods.student_t import StudentT
 
 __all__ = ["LIKELIHOODS", "likelihood_from_spec", "likelihood_to_spec", "make_likelihood"]
 
@@ -17,6 +18,7 @@ LIKELIHOODS: dict[str, type[Likelihood]] = {
     "poisson": Poisson,
     "bernoulli": Bernoulli,
     "negative_binomial": NegativeBinomial,
+    "student_t": StudentT,
 }
 
 
