@@ -18,6 +18,7 @@ from workbench.models import (
     MagmaClust,
     MarkovGP,
     MultitaskGP,
+    SparseInverseCholeskyGP,
     select_n_clusters,
 )
 from workbench.persistence import load
@@ -29,6 +30,7 @@ __all__ = [
     "MagmaClust",
     "MarkovGP",
     "MultitaskGP",
+    "SparseInverseCholeskyGP",
     "__version__",
     "data",
     "errors",

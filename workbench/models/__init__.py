@@ -13,6 +13,7 @@ from workbench.models.magma import MagmaClust as MagmaClust
 from workbench.models.magma_select import select_n_clusters as select_n_clusters
 from workbench.models.markov_gp import MarkovGP as MarkovGP
 from workbench.models.multitask import MultitaskGP as MultitaskGP
+from workbench.models.sic_gp import SparseInverseCholeskyGP as SparseInverseCholeskyGP
 
 __all__ = [
     "ExactGP",
@@ -25,5 +26,6 @@ __all__ = [
     "MultitaskGP",
     "ParameterSpec",
     "Posterior",
+    "SparseInverseCholeskyGP",
     "select_n_clusters",
 ]
