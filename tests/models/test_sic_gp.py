@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gpytorch
 import numpy as np
 import pytest
 import torch
@@ -102,3 +103,17 @@ def test_bad_input_and_duplicates():
     twice = xr.concat([da, da + 0.01], "site")  # every input duplicated: the nugget copes
     post = wb.SparseInverseCholeskyGP(n_neighbors=100).fit(twice, epochs=1).posterior()
     assert np.isfinite(post["mean"]).all() and post.sizes["site"] == 80
+
+
+def test_diagonal_variant_and_saving_the_hyperparameters(tmp_path):
+    X, _, da = _points(n=300, seed=6)
+    kernel = gpytorch.kernels.ScaleKernel(gpytorch.kernels.MaternKernel(nu=2.5, ard_num_dims=2))
+    full = wb.SparseInverseCholeskyGP(kernel, "student_t", rho=3.0).fit(da, epochs=0)
+    diag = wb.SparseInverseCholeskyGP(kernel, "student_t", rho=3.0, diagonal=True)
+    diag.fit(da, epochs=0)
+    assert diag.elbo() < full.elbo()  # mean-field q loses the posterior correlations
+    full.save(tmp_path / "m.wbm")
+    again = wb.load(tmp_path / "m.wbm")
+    assert again.hyperparameters() == full.hyperparameters()
+    refit = again.fit(da, epochs=0).posterior(X[:5])
+    np.testing.assert_allclose(refit["mean"], full.posterior(X[:5])["mean"], atol=1e-10)

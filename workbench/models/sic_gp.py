@@ -13,7 +13,14 @@ from scipy.special import ndtri
 
 from workbench.data.spatial import spatial_data, to_grid
 from workbench.inference.dkl import column_terms, elbo_from_terms, scatter_columns
-from workbench.likelihoods import Gaussian, Likelihood, make_likelihood
+from workbench.kernels import kernel_from_spec, kernel_to_spec
+from workbench.likelihoods import (
+    Gaussian,
+    Likelihood,
+    likelihood_from_spec,
+    likelihood_to_spec,
+    make_likelihood,
+)
 from workbench.linalg.factor import kl_factor, solve_upper, solve_upper_transposed
 from workbench.linalg.ic0 import ic0_posterior
 from workbench.models.base import Model
@@ -62,8 +69,8 @@ class SparseInverseCholeskyGP(Model):
 
     def __init__(
         self,
-        kernel: gpytorch.kernels.Kernel | None = None,
-        likelihood: str | Likelihood = "gaussian",
+        kernel: gpytorch.kernels.Kernel | dict | None = None,
+        likelihood: str | Likelihood | dict = "gaussian",
         rho: float = 2.0,
         *,
         diagonal: bool = False,
@@ -77,6 +84,10 @@ class SparseInverseCholeskyGP(Model):
             raise ValueError(f"expected rho > 0, got {rho}")
         if int(n_neighbors) != n_neighbors or n_neighbors < 1:
             raise ValueError(f"expected n_neighbors >= 1, got {n_neighbors}")
+        if isinstance(kernel, dict):
+            kernel = kernel_from_spec(kernel)
+        if isinstance(likelihood, dict):
+            likelihood = likelihood_from_spec(likelihood)
         default = gpytorch.kernels.ScaleKernel(gpytorch.kernels.MaternKernel(nu=1.5))
         self.kernel = (kernel if kernel is not None else default).double()
         self.likelihood = make_likelihood(likelihood).double()
@@ -87,8 +98,16 @@ class SparseInverseCholeskyGP(Model):
         self.elbo_trace: list[float] = []
 
     def get_config(self) -> dict[str, Any]:
-        return {"rho": self.rho, "diagonal": self.diagonal, "n_neighbors": self.n_neighbors,
-                "nugget": self.nugget, "inputs": self.inputs, "seed": self.seed}  # fmt: skip
+        return {
+            "kernel": kernel_to_spec(self.kernel),
+            "likelihood": likelihood_to_spec(self.likelihood),
+            "rho": self.rho,
+            "diagonal": self.diagonal,
+            "n_neighbors": self.n_neighbors,
+            "nugget": self.nugget,
+            "inputs": self.inputs,
+            "seed": self.seed,
+        }
 
     # -- pieces --------------------------------------------------------------------------------
     def _lengthscale(self, d: int) -> np.ndarray:
@@ -154,11 +173,20 @@ class SparseInverseCholeskyGP(Model):
             if float(change.square().mean().sqrt()) < 1e-10 * (1 + size):
                 break
         _, W = self._derivatives(data.y, f)
-        V = torch.as_tensor(ic0_posterior(idx, Un, W.numpy()))
-        raw = torch.where(data.index >= 0, V, 0.0)
-        raw[:, -1] = V[:, -1].log()
-        self.nu = torch.nn.Parameter(f.detach().clone())
-        self.raw_v = torch.nn.Parameter(raw)
+        if self.diagonal:  # the best diagonal V: V_jj^2 = P_jj (mean-field q)
+            squares = torch.where(data.index >= 0, U.square(), 0.0).reshape(-1)
+            rows = data.index.clamp_min(0).reshape(-1)
+            P_diag = torch.zeros_like(W).index_add(0, rows, squares) + W
+            raw = torch.zeros_like(U)
+            raw[:, -1] = 0.5 * P_diag.log()
+        else:
+            V = torch.as_tensor(ic0_posterior(idx, Un, W.numpy()))
+            raw = torch.where(data.index >= 0, V, 0.0)
+            raw[:, -1] = V[:, -1].log()
+        # q's parameters are plain leaf tensors, not module parameters: they are sized by the
+        # data, so saved models keep the hyper-parameters and refit q
+        self.nu = f.detach().clone().requires_grad_(True)
+        self.raw_v = raw.requires_grad_(True)
 
     def _elbo(self, batch: torch.Tensor) -> torch.Tensor:
         data = self.data
