@@ -219,13 +219,15 @@ class SparseInverseCholeskyGP(Model):
         lr: float = 0.01,
         variational_lr: float = 1e-3,
         progress: bool | None = None,
+        callback: Any = None,
     ) -> Self:
         """Order the inputs, build the pattern and start q at the Vecchia–Laplace posterior;
         then ``epochs`` rounds of hyper-parameter learning, each an epoch of Adam on the
         minibatch ELBO (scaled by n/|B|) with q fixed, followed by a re-ordering with the new
         lengthscales and a fresh Vecchia–Laplace q (Adam steps on q itself wreck a good start);
         finally ``variational_epochs`` epochs of Adam on q (non-Gaussian likelihoods).
-        ``elbo_trace`` records the full ELBO after every round.
+        ``elbo_trace`` records the full ELBO after every round; ``callback(step, -elbo)``
+        follows each.
         """
         points = spatial_data(da, self.inputs)
         self._template, self._points = da, points
@@ -237,17 +239,31 @@ class SparseInverseCholeskyGP(Model):
         hyper = [*self.kernel.parameters(), *self.likelihood.parameters(), self.mean_constant]
         gen = torch.Generator().manual_seed(self.seed)
         with progress_bar(epochs + variational_epochs, type(self).__name__, progress) as bar:
-            for _ in range(epochs):
-                self._epoch(torch.optim.Adam(hyper, lr=lr), n, batch_size, gen)
-                self._rebuild()
+            for step in range(epochs + variational_epochs):
+                if step < epochs:
+                    self._epoch(torch.optim.Adam(hyper, lr=lr), n, batch_size, gen)
+                    self._rebuild()
+                else:
+                    if step == epochs:
+                        opt = torch.optim.Adam([self.nu, self.raw_v], lr=variational_lr)
+                    self._epoch(opt, n, batch_size, gen)
                 self.elbo_trace.append(self.elbo())
                 bar.update(1)
-            opt = torch.optim.Adam([self.nu, self.raw_v], lr=variational_lr)
-            for _ in range(variational_epochs):
-                self._epoch(opt, n, batch_size, gen)
-                self.elbo_trace.append(self.elbo())
-                bar.update(1)
+                if callback is not None:
+                    callback(step, -self.elbo_trace[-1])
         return self
+
+    def explore(self, data: xr.DataArray, *, fit_steps: int = 3) -> Any:
+        """An ipywidgets explorer: rho and kernel sliders, maps of the data, posterior mean and
+        sd, the ELBO (see :class:`workbench.widgets.SparseGPExplorer`)."""
+        from workbench.widgets import SparseGPExplorer
+
+        return SparseGPExplorer(self, data, fit_steps=fit_steps)
+
+    def rebuild(self) -> None:
+        """Re-order, rebuild the pattern and restart q at the Vecchia–Laplace posterior with
+        the current hyper-parameters and ``rho`` (after setting either by hand)."""
+        self._rebuild()
 
     def _rebuild(self) -> None:
         """Maximin order and pattern at the current lengthscales, then the Laplace q."""

@@ -6,6 +6,7 @@ from workbench.widgets.explorer import ModelExplorer as ModelExplorer
 from workbench.widgets.latent_explorer import LatentExplorer as LatentExplorer
 from workbench.widgets.magma_explorer import MagmaExplorer as MagmaExplorer
 from workbench.widgets.multitask_explorer import MultitaskExplorer as MultitaskExplorer
+from workbench.widgets.sparse_explorer import SparseGPExplorer as SparseGPExplorer
 from workbench.widgets.specs import control_for as control_for
 from workbench.widgets.specs import css_class as css_class
 from workbench.widgets.views import plot_posterior as plot_posterior
@@ -16,6 +17,7 @@ __all__ = [
     "MagmaExplorer",
     "ModelExplorer",
     "MultitaskExplorer",
+    "SparseGPExplorer",
     "control_for",
     "css_class",
     "plot_posterior",
