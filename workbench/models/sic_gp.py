@@ -48,7 +48,9 @@ class SparseInverseCholeskyGP(Model):
     V diagonal, the "DKL-D" variant). It starts at the Vecchia–Laplace posterior (Newton
     iterations with the IC0 factor of the posterior precision, exact for a Gaussian likelihood
     and the full pattern) and is refined, with the hyper-parameters, by Adam on the minibatch
-    ELBO (:mod:`workbench.inference.dkl`).
+    ELBO (:mod:`workbench.inference.dkl`). Real-valued data are standardised inside, so the
+    kernel's variance, the noise and :attr:`elbo_trace` refer to the standardised values;
+    predictions are in the data's units.
 
     Parameters
     ----------
@@ -94,6 +96,10 @@ class SparseInverseCholeskyGP(Model):
         self.rho, self.diagonal, self.n_neighbors = float(rho), bool(diagonal), int(n_neighbors)
         self.nugget, self.inputs, self.seed = float(nugget), inputs, seed
         self.mean_constant = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+        # real-valued data are standardised inside (Adam steps on softplus-constrained variances
+        # are additive, so variances in data units of 10^4 would barely move)
+        self.register_buffer("y_loc", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("y_scale", torch.ones((), dtype=torch.float64))
         self.data: OrderedData | None = None
         self.elbo_trace: list[float] = []
 
@@ -216,7 +222,7 @@ class SparseInverseCholeskyGP(Model):
         epochs: int = 10,
         variational_epochs: int = 0,
         batch_size: int = 128,
-        lr: float = 0.01,
+        lr: float = 0.05,
         variational_lr: float = 1e-3,
         progress: bool | None = None,
         callback: Any = None,
@@ -267,7 +273,8 @@ class SparseInverseCholeskyGP(Model):
 
     def _rebuild(self) -> None:
         """Maximin order and pattern at the current lengthscales, then the Laplace q."""
-        X, y = self._points.X, self._points.y
+        X = self._points.X
+        y = (self._points.y - float(self.y_loc)) / float(self.y_scale)
         self.data = order_data(X, y, self._lengthscale(X.shape[1]), self.rho)
         self._laplace()
 
@@ -280,6 +287,10 @@ class SparseInverseCholeskyGP(Model):
 
     def _initialize(self, X: np.ndarray, y: np.ndarray) -> None:
         with torch.no_grad():
+            if self.likelihood.support == "real":
+                self.y_loc.fill_(float(np.mean(y)))
+                self.y_scale.fill_(float(np.std(y)) or 1.0)
+                y = (y - float(self.y_loc)) / float(self.y_scale)
             span = float(np.linalg.norm(X.max(0) - X.min(0))) or 1.0
             var = float(np.var(y)) or 1.0
             for module in self.kernel.modules():
@@ -355,6 +366,8 @@ class SparseInverseCholeskyGP(Model):
                 raise ValueError("observation_noise=True needs likelihood='gaussian'")
             var = var + self.likelihood.noise.detach()
         half = float(ndtri(0.5 + ci_prob / 2)) * var.sqrt()
+        loc, scale = float(self.y_loc), float(self.y_scale)
+        mean, var, half = loc + scale * mean, scale**2 * var, scale * half
         out = {"mean": mean, "variance": var, "lower": mean - half, "upper": mean + half}
         if at is None and template.ndim > 1:
             return xr.Dataset({k: to_grid(template, v.numpy(), k) for k, v in out.items()})
