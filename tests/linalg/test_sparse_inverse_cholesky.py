@@ -160,3 +160,16 @@ def test_ic0_of_the_posterior_precision(rho):
     on_pattern = to_dense(index, np.where(index >= 0, 1.0, 0.0)) > 0
     np.testing.assert_allclose((V @ V.T)[on_pattern], P[on_pattern], rtol=1e-8, atol=1e-8)
     assert np.all(np.diag(V) > 0) and np.allclose(V, np.triu(V))
+
+
+def test_robust_ic0_falls_back_to_a_shift_when_ic0_breaks_down():
+    from workbench.linalg.ic0 import ic0_posterior, ic0_robust
+
+    index = np.array([[-1, 0], [0, 1]])
+    prior = np.array([[0.0, 1.0], [0.0, 1.0]])  # U U^T = I
+    np.testing.assert_allclose(ic0_robust(index, prior, np.zeros(2)), prior)
+    negative = np.array([-2.0, -2.0])  # P = -I: the first pivot is negative
+    with pytest.raises(np.linalg.LinAlgError, match="pivot"):
+        ic0_posterior(index, prior, negative)
+    values = ic0_robust(index, prior, negative)  # shifted by the whole scale 3: P = 2 I
+    np.testing.assert_allclose(values, np.sqrt(2) * prior)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["ic0_posterior"]
+__all__ = ["ic0_posterior", "ic0_robust"]
 
 _jit = numba.njit(cache=True, nogil=True)
 
@@ -96,3 +96,20 @@ def ic0_posterior(index: np.ndarray, prior: np.ndarray, curvature: np.ndarray) -
     if failed >= 0:
         raise np.linalg.LinAlgError(f"IC0 met a non-positive pivot at position {failed}")
     return out
+
+
+def ic0_robust(index: np.ndarray, prior: np.ndarray, curvature: np.ndarray) -> np.ndarray:
+    """:func:`ic0_posterior`, retried with a growing diagonal shift when it breaks down (the
+    shifted factor still serves as a starting q and a preconditioner), and the prior factor
+    itself as the last resort."""
+    try:
+        return ic0_posterior(index, prior, curvature)
+    except np.linalg.LinAlgError:
+        pass
+    scale = float(np.mean(prior[:, -1] ** 2) + np.mean(np.abs(curvature)))
+    for shift in (1e-4, 1e-3, 1e-2, 1e-1, 1.0):
+        try:
+            return ic0_posterior(index, prior, curvature + shift * scale)
+        except np.linalg.LinAlgError:
+            continue
+    return np.asarray(prior, np.float64).copy()

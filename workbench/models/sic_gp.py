@@ -22,7 +22,7 @@ from workbench.likelihoods import (
     make_likelihood,
 )
 from workbench.linalg.factor import kl_factor, solve_upper, solve_upper_transposed
-from workbench.linalg.ic0 import ic0_posterior
+from workbench.linalg.ic0 import ic0_robust
 from workbench.models.base import Model
 from workbench.models.sic_state import (
     OrderedData,
@@ -167,7 +167,7 @@ class SparseInverseCholeskyGP(Model):
         f = mu.clone()
         for _ in range(steps):
             grad, W = self._derivatives(data.y, f)
-            V = ic0_posterior(idx, Un, W.numpy())
+            V = ic0_robust(idx, Un, W.numpy())
             b = (W * f + grad + prior_mu).numpy()
             new = torch.as_tensor(solve_upper_transposed(idx, V, solve_upper(idx, V, b)))
             step, base = 1.0, objective(f)
@@ -186,7 +186,7 @@ class SparseInverseCholeskyGP(Model):
             raw = torch.zeros_like(U)
             raw[:, -1] = 0.5 * P_diag.log()
         else:
-            V = torch.as_tensor(ic0_posterior(idx, Un, W.numpy()))
+            V = torch.as_tensor(ic0_robust(idx, Un, W.numpy()))
             raw = torch.where(data.index >= 0, V, 0.0)
             raw[:, -1] = V[:, -1].log()
         # q's parameters are plain leaf tensors, not module parameters: they are sized by the
