@@ -120,3 +120,10 @@ def test_diagonal_variant_and_saving_the_hyperparameters(tmp_path):
     assert again.hyperparameters() == full.hyperparameters()
     refit = again.fit(da, epochs=0).posterior(X[:5])
     np.testing.assert_allclose(refit["mean"], full.posterior(X[:5])["mean"], atol=1e-10)
+
+
+def test_outputs_are_labelled():
+    _, _, da = _points(n=60)
+    post = wb.SparseInverseCholeskyGP().fit(da.assign_attrs(units="mm"), epochs=0).posterior()
+    assert post["mean"].attrs["units"] == "mm" and post["variance"].attrs["units"] == "(mm)^2"
+    assert post.attrs["model"] == "SparseInverseCholeskyGP" and "lon" in post.coords

@@ -13,6 +13,7 @@ from scipy.special import ndtri
 
 from workbench.data.spatial import spatial_data, to_grid
 from workbench.inference.dkl import column_terms, elbo_from_terms, scatter_columns
+from workbench.io import make_attrs
 from workbench.kernels import kernel_from_spec, kernel_to_spec
 from workbench.likelihoods import (
     Gaussian,
@@ -370,9 +371,19 @@ class SparseInverseCholeskyGP(Model):
         mean, var, half = loc + scale * mean, scale**2 * var, scale * half
         out = {"mean": mean, "variance": var, "lower": mean - half, "upper": mean + half}
         if at is None and template.ndim > 1:
-            return xr.Dataset({k: to_grid(template, v.numpy(), k) for k, v in out.items()})
-        source = template if at is None else at
-        if isinstance(source, xr.DataArray):
-            coords = source.coords
-            return xr.Dataset({k: (source.dims, v.numpy()) for k, v in out.items()}, coords=coords)
-        return xr.Dataset({k: (("point",), v.numpy()) for k, v in out.items()})
+            ds = xr.Dataset({k: to_grid(template, v.numpy(), k) for k, v in out.items()})
+        else:
+            source = template if at is None else at
+            if isinstance(source, xr.DataArray):
+                values = {k: (source.dims, v.numpy()) for k, v in out.items()}
+                ds = xr.Dataset(values, coords=source.coords)
+            else:
+                ds = xr.Dataset({k: (("point",), v.numpy()) for k, v in out.items()})
+        units = template.attrs.get("units")
+        for name in ds.data_vars:
+            ds[name].attrs = {"long_name": f"posterior {name} of {template.name or 'the data'}"}
+            if units is not None:
+                ds[name].attrs["units"] = f"({units})^2" if name == "variance" else units
+        ds.attrs = make_attrs(type(self).__name__, self.hyperparameters(), rho=self.rho,
+                              ci_prob=ci_prob, observation_noise=observation_noise)  # fmt: skip
+        return ds
