@@ -32,7 +32,7 @@ def test_expectation_matches_monte_carlo():
 
 
 def test_spec_round_trip_and_bad_arguments():
-    like = likelihood_from_spec(likelihood_to_spec(StudentT(df=2.0)))
+    like = likelihood_from_spec(likelihood_to_spec(StudentT(df=3.0)))
     assert isinstance(like, StudentT)
-    with pytest.raises(ValueError, match="df > 0"):
-        StudentT(df=0.0)
+    with pytest.raises(ValueError, match="df > 2"):
+        StudentT(df=2.0)

@@ -21,13 +21,14 @@ def _points(n=150, seed=0, noise=0.1):
 
 
 def _dense(model, X, y, Xs):
-    """The exact GP on the standardised values; moments back in data units."""
+    """The exact GP on the model's unit-box inputs and standardised values; moments back in
+    data units."""
     loc, scale = float(model.y_loc), float(model.y_scale)
     y = (y - loc) / scale
     kernel, c = model.kernel, float(model.mean_constant.detach())
     noise = float(model.likelihood.noise.detach())
     with torch.no_grad():
-        A, B = torch.as_tensor(X), torch.as_tensor(Xs)
+        A, B = torch.as_tensor(model._unit(X)), torch.as_tensor(model._unit(Xs))
         k0 = float(kernel(A[:1], A[:1]).to_dense())
         K = kernel(A, A).to_dense().numpy() + model.nugget * k0 * np.eye(len(X))
         Ks = kernel(B, A).to_dense().numpy()

@@ -49,9 +49,10 @@ class SparseInverseCholeskyGP(Model):
     V diagonal, the "DKL-D" variant). It starts at the Vecchia–Laplace posterior (Newton
     iterations with the IC0 factor of the posterior precision, exact for a Gaussian likelihood
     and the full pattern) and is refined, with the hyper-parameters, by Adam on the minibatch
-    ELBO (:mod:`workbench.inference.dkl`). Real-valued data are standardised inside, so the
-    kernel's variance, the noise and :attr:`elbo_trace` refer to the standardised values;
-    predictions are in the data's units.
+    ELBO (:mod:`workbench.inference.dkl`). Inside, inputs are mapped to the unit box (one
+    scale for all dims) and real-valued data are standardised, so the kernel's lengthscales and
+    variance, the noise and :attr:`elbo_trace` refer to those units; predictions are in the
+    data's units.
 
     Parameters
     ----------
@@ -101,6 +102,11 @@ class SparseInverseCholeskyGP(Model):
         # are additive, so variances in data units of 10^4 would barely move)
         self.register_buffer("y_loc", torch.zeros((), dtype=torch.float64))
         self.register_buffer("y_scale", torch.ones((), dtype=torch.float64))
+        # inputs are mapped to the unit box (one scale for all dims, so distances keep their
+        # shape): lengthscales then live on an O(1) scale, for the same reason
+        self.register_buffer("x_loc", torch.zeros(0, dtype=torch.float64))
+        self.register_buffer("x_scale", torch.ones((), dtype=torch.float64))
+        self._register_load_state_dict_pre_hook(self._resize_inputs)
         self.data: OrderedData | None = None
         self.elbo_trace: list[float] = []
 
@@ -115,6 +121,14 @@ class SparseInverseCholeskyGP(Model):
             "inputs": self.inputs,
             "seed": self.seed,
         }
+
+    def _resize_inputs(self, state_dict, prefix, *args) -> None:
+        if prefix + "x_loc" in state_dict:
+            self.x_loc = torch.empty_like(state_dict[prefix + "x_loc"])
+
+    def _unit(self, X: np.ndarray) -> np.ndarray:
+        """Inputs in the unit-box coordinates the kernel works in."""
+        return (np.asarray(X, np.float64) - self.x_loc.numpy()) / float(self.x_scale)
 
     # -- pieces --------------------------------------------------------------------------------
     def _lengthscale(self, d: int) -> np.ndarray:
@@ -228,7 +242,9 @@ class SparseInverseCholeskyGP(Model):
         progress: bool | None = None,
         callback: Any = None,
     ) -> Self:
-        """Order the inputs, build the pattern and start q at the Vecchia–Laplace posterior;
+        """Order the inputs, build the pattern and start q at the Vecchia–Laplace posterior
+        (the first fit starts the lengthscale at ten median nearest-neighbour spacings, at most
+        a tenth of the inputs' span);
         then ``epochs`` rounds of hyper-parameter learning, each an epoch of Adam on the
         minibatch ELBO (scaled by n/|B|) with q fixed, followed by a re-ordering with the new
         lengthscales and a fresh Vecchia–Laplace q (Adam steps on q itself wreck a good start);
@@ -274,7 +290,7 @@ class SparseInverseCholeskyGP(Model):
 
     def _rebuild(self) -> None:
         """Maximin order and pattern at the current lengthscales, then the Laplace q."""
-        X = self._points.X
+        X = self._unit(self._points.X)
         y = (self._points.y - float(self.y_loc)) / float(self.y_scale)
         self.data = order_data(X, y, self._lengthscale(X.shape[1]), self.rho)
         self._laplace()
@@ -292,11 +308,16 @@ class SparseInverseCholeskyGP(Model):
                 self.y_loc.fill_(float(np.mean(y)))
                 self.y_scale.fill_(float(np.std(y)) or 1.0)
                 y = (y - float(self.y_loc)) / float(self.y_scale)
+            self.x_loc = torch.as_tensor(X.min(0), dtype=torch.float64)
+            self.x_scale.fill_(float(np.ptp(X, 0).max()) or 1.0)
+            X = self._unit(X)
             span = float(np.linalg.norm(X.max(0) - X.min(0))) or 1.0
+            spacing = float(np.median(cKDTree(X).query(X, k=2)[0][:, 1]))
+            length = min(0.1 * span, 10 * spacing) if spacing > 0 else 0.1 * span
             var = float(np.var(y)) or 1.0
             for module in self.kernel.modules():
                 if getattr(module, "has_lengthscale", False):
-                    module.lengthscale = 0.1 * span
+                    module.lengthscale = length
                 if isinstance(module, gpytorch.kernels.ScaleKernel):
                     module.outputscale = var
             if isinstance(self.likelihood, Gaussian):
@@ -316,7 +337,8 @@ class SparseInverseCholeskyGP(Model):
         n = data.y.shape[0]
         k = min(self.n_neighbors, n)
         tree = cKDTree(data.scaled)
-        _, near = tree.query(np.asarray(X_new) / self._lengthscale(data.X.shape[1]), k=k)
+        X_new = self._unit(X_new)
+        _, near = tree.query(X_new / self._lengthscale(data.X.shape[1]), k=k)
         near = np.sort(np.asarray(near).reshape(len(X_new), k), axis=1)
         means, variances = [], []
         with torch.no_grad():
