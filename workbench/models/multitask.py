@@ -223,11 +223,14 @@ class MultitaskGP(Model):
         tasks = torch.arange(T, dtype=torch.float64).repeat_interleave(times.shape[0])
         return torch.stack([times.repeat(T), tasks], 1)
 
+    def _residuals(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Residuals from each observation's task mean, and its task's noise variance."""
+        task = X[:, 1].long()
+        return y - self.task_mean[task], self.noise[task]
+
     def _bound(self, obs: Observations, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Exact log marginal likelihood, or the sparse bound."""
-        task = X[:, 1].long()
-        resid = y - self.task_mean[task]
-        noise = self.noise[task]
+        resid, noise = self._residuals(X, y)
         method = self._method(obs)
         if method == "kronecker":
             B, K = self._icm_parts(obs)
@@ -245,9 +248,7 @@ class MultitaskGP(Model):
     def _predict(self, obs: Observations, X: torch.Tensor, y: torch.Tensor, x_new: torch.Tensor):
         """Latent posterior mean and variance of every task at ``x_new`` (S,), (T, S) each."""
         T, S = len(self.tasks), x_new.shape[0]
-        task = X[:, 1].long()
-        resid = y - self.task_mean[task]
-        noise = self.noise[task]
+        resid, noise = self._residuals(X, y)
         method = self._method(obs)
         if method == "kronecker":
             B, K = self._icm_parts(obs)

@@ -50,82 +50,75 @@ class _VNNGP(gpytorch.models.ApproximateGP):
         return self.variational_strategy(x=x, prior=False, **kwargs)
 
 
-def _standardise(X, y):
-    lo, span = X.min(0), np.ptp(X, 0) + 1e-12
-    mu, sd = y.mean(), y.std() + 1e-12
-    return lo, span, mu, sd
+class _Scaled:
+    """Inputs mapped to the unit box and outputs standardised, as the peers expect."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
+        self.lo, self.span = X.min(0), np.ptp(X, 0) + 1e-12
+        self.mu, self.sd = y.mean(), y.std() + 1e-12
+        self.X = torch.as_tensor(self.inputs(X))
+        self.y = torch.as_tensor((y - self.mu) / self.sd)
+
+    def inputs(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.lo) / self.span
+
+
+def _train(model, data: _Scaled, epochs: int, lr: float, batches):
+    """Adam on the variational ELBO; ``batches()`` yields (model output, targets) per step.
+    Returns ``predict`` (mean and variance of y at new inputs) and the training seconds."""
+    likelihood = gpytorch.likelihoods.GaussianLikelihood().double()
+    mll = gpytorch.mlls.VariationalELBO(likelihood, model, num_data=len(data.y))
+    opt = torch.optim.Adam([*model.parameters(), *likelihood.parameters()], lr=lr)
+    start = time.perf_counter()
+    model.train()
+    likelihood.train()
+    for _ in range(epochs):
+        for output, target in batches(model):
+            opt.zero_grad()
+            (-mll(output, target)).backward()
+            opt.step()
+    seconds = time.perf_counter() - start
+    model.eval()
+    likelihood.eval()
+
+    def predict(X_new):
+        means, variances = [], []
+        with torch.no_grad():
+            for chunk in torch.as_tensor(data.inputs(X_new)).split(4096):
+                pred = likelihood(model(chunk))
+                means.append(pred.mean.numpy() * data.sd + data.mu)
+                variances.append(pred.variance.numpy() * data.sd**2)
+        return np.concatenate(means), np.concatenate(variances)
+
+    return predict, seconds
 
 
 def fit_svgp(X, y, n_inducing: int = 500, epochs: int = 10, lr: float = 0.01, seed: int = 0):
     """Fit SVGP; returns ``predict(X_new) -> (mean, variance of y)`` and the fit seconds."""
     torch.manual_seed(seed)
-    lo, span, mu, sd = _standardise(X, y)
-    Xt = torch.as_tensor((X - lo) / span)
-    yt = torch.as_tensor((y - mu) / sd)
-    pick = torch.randperm(len(Xt))[:n_inducing]
-    model = _SVGP(Xt[pick].clone()).double()
-    likelihood = gpytorch.likelihoods.GaussianLikelihood().double()
-    mll = gpytorch.mlls.VariationalELBO(likelihood, model, num_data=len(yt))
-    opt = torch.optim.Adam([*model.parameters(), *likelihood.parameters()], lr=lr)
-    start = time.perf_counter()
-    model.train()
-    likelihood.train()
-    for _ in range(epochs):
-        for batch in torch.randperm(len(yt)).split(256):
-            opt.zero_grad()
-            (-mll(model(Xt[batch]), yt[batch])).backward()
-            opt.step()
-    seconds = time.perf_counter() - start
-    model.eval()
-    likelihood.eval()
+    data = _Scaled(X, y)
+    model = _SVGP(data.X[torch.randperm(len(data.X))[:n_inducing]].clone()).double()
 
-    def predict(X_new):
-        out_m, out_v = [], []
-        with torch.no_grad():
-            for chunk in torch.as_tensor((X_new - lo) / span).split(4096):
-                pred = likelihood(model(chunk))
-                out_m.append(pred.mean.numpy() * sd + mu)
-                out_v.append(pred.variance.numpy() * sd**2)
-        return np.concatenate(out_m), np.concatenate(out_v)
+    def batches(model):
+        for batch in torch.randperm(len(data.y)).split(256):
+            yield model(data.X[batch]), data.y[batch]
 
-    return predict, seconds
+    return _train(model, data, epochs, lr, batches)
 
 
 def fit_vnngp(X, y, k: int = 32, epochs: int = 10, lr: float = 0.01, seed: int = 0):
     """Fit VNNGP (every training input an inducing point, k neighbours); as :func:`fit_svgp`."""
     torch.manual_seed(seed)
-    lo, span, mu, sd = _standardise(X, y)
-    Xt = torch.as_tensor((X - lo) / span)
-    yt = torch.as_tensor((y - mu) / sd)
-    model = _VNNGP(Xt.clone(), k=k, batch=256).double()
-    likelihood = gpytorch.likelihoods.GaussianLikelihood().double()
-    mll = gpytorch.mlls.VariationalELBO(likelihood, model, num_data=len(yt))
-    opt = torch.optim.Adam([*model.parameters(), *likelihood.parameters()], lr=lr)
-    start = time.perf_counter()
-    model.train()
-    likelihood.train()
-    steps = model.variational_strategy._total_training_batches
-    for _ in range(epochs):
-        for _ in range(steps):
-            opt.zero_grad()
+    data = _Scaled(X, y)
+    model = _VNNGP(data.X.clone(), k=k, batch=256).double()
+    strategy = model.variational_strategy
+
+    def batches(model):  # the strategy draws each minibatch of inducing points itself
+        for _ in range(strategy._total_training_batches):
             output = model(x=None)
-            idx = model.variational_strategy.current_training_indices
-            (-mll(output, yt[idx])).backward()
-            opt.step()
-    seconds = time.perf_counter() - start
-    model.eval()
-    likelihood.eval()
+            yield output, data.y[strategy.current_training_indices]
 
-    def predict(X_new):
-        out_m, out_v = [], []
-        with torch.no_grad():
-            for chunk in torch.as_tensor((X_new - lo) / span).split(4096):
-                pred = likelihood(model(chunk))
-                out_m.append(pred.mean.numpy() * sd + mu)
-                out_v.append(pred.variance.numpy() * sd**2)
-        return np.concatenate(out_m), np.concatenate(out_v)
-
-    return predict, seconds
+    return _train(model, data, epochs, lr, batches)
 
 
 def gaussian_scores(mean, variance, y) -> tuple[float, float]:
