@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["ColumnTerms", "column_terms", "elbo_from_terms", "scatter_columns"]
+__all__ = ["ColumnTerms", "ancestor_solve", "column_terms", "elbo_from_terms", "scatter_columns"]
 
 
 class ColumnTerms(NamedTuple):
@@ -56,6 +56,21 @@ def scatter_columns(
     return flat.reshape(b, A, C)
 
 
+def ancestor_solve(
+    rows: torch.Tensor,  # shape: (b, A) positions of each set, ascending, -1 padding first
+    index: torch.Tensor,  # shape: (n, m) padded pattern of V
+    variational: torch.Tensor,  # shape: (n, m) values of V
+    rhs: torch.Tensor,  # shape: (b, A, r) right-hand sides on those positions
+) -> torch.Tensor:
+    """:math:`V_{aa}^{-1}` rhs for each set a: the dense block of V gathered over the set
+    (identity on padding), one batched triangular solve."""
+    V = scatter_columns(rows, index, variational, rows)  # (b, A, A) upper triangular
+    pad = rows < 0
+    eye = torch.eye(rows.shape[1], dtype=V.dtype, device=V.device)
+    V = torch.where(pad[:, :, None] | pad[:, None, :], eye.expand_as(V), V)
+    return torch.linalg.solve_triangular(V, rhs, upper=True)
+
+
 def column_terms(
     batch: torch.Tensor,  # shape: (b,) column positions
     ancestors: torch.Tensor,  # shape: (n, A) padded reduced ancestor sets (self last)
@@ -67,14 +82,10 @@ def column_terms(
 ) -> ColumnTerms:
     """The ELBO's per-column terms for ``batch`` (everything but the expected log-likelihood)."""
     rows = ancestors[batch]  # (b, A)
-    V = scatter_columns(rows, index, variational, rows)  # (b, A, A) upper triangular
-    pad = rows < 0
-    eye = torch.eye(rows.shape[1], dtype=V.dtype, device=V.device)
-    V = torch.where(pad[:, :, None] | pad[:, None, :], eye.expand_as(V), V)
     u = scatter_columns(rows, index, prior, batch[:, None])  # (b, A, 1) U_{a_j, j}
     e = torch.zeros_like(u)
     e[:, -1] = 1.0
-    solved = torch.linalg.solve_triangular(V, torch.cat([e, u], -1), upper=True)
+    solved = ancestor_solve(rows, index, variational, torch.cat([e, u], -1))
     variance = solved[..., 0].square().sum(-1)
     trace = -0.5 * solved[..., 1].square().sum(-1)
     cols = index[batch]

@@ -11,6 +11,7 @@ import xarray as xr
 
 __all__ = [
     "GROUPS",
+    "check_num_samples",
     "observed_point_coords",
     "samples_to_datatree",
     "samples_to_inference_data",
@@ -148,3 +149,9 @@ def observed_point_coords(da: xr.DataArray, task_dim: str, dim: str = "time") ->
         task_dim: ("obs", da[task_dim].values[task]),
         dim: ("obs", da[dim].values[point]),
     }
+
+
+def check_num_samples(num_samples: int) -> None:
+    """Refuse a draw count below one (torch would fail with an unhelpful message)."""
+    if int(num_samples) != num_samples or num_samples < 1:
+        raise ValueError(f"expected num_samples >= 1, got {num_samples}")

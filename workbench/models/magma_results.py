@@ -11,7 +11,11 @@ import xarray as xr
 
 from workbench.data import from_dataarray, resolve_at
 from workbench.errors import DimensionError
-from workbench.io.arviz import samples_to_inference_data
+from workbench.io.arviz import (
+    check_num_samples,
+    observed_point_coords,
+    samples_to_inference_data,
+)
 from workbench.kernels.batched import dense_kernel
 from workbench.models import magma_vem as vem
 from workbench.models.magma_outputs import label, prediction_dataset
@@ -109,7 +113,7 @@ class MagmaResults:
         """Joint draws of a new task's observations at ``at`` from the mixture predictive,
         ``DataArray(draw, time)``; the ``cluster`` coordinate (draw) says which component
         each draw came from (drawn with the membership probabilities)."""
-        _check_draws(num_samples)
+        check_num_samples(num_samples)
         pred, noise, coords = self._new_task(new, at)
         cov = pred.cov + noise * torch.eye(pred.cov.shape[-1], dtype=pred.cov.dtype)
         gen = torch.Generator().manual_seed(seed)
@@ -135,7 +139,7 @@ class MagmaResults:
         :mod:`~workbench.models.magma_sampling`); ``observed_data``; and with
         ``log_likelihood=True`` pointwise :math:`\log N(y_{it}; g_{it}, \sigma_i^2)` at drawn
         latents, for ``az.loo``."""
-        _check_draws(num_samples)
+        check_num_samples(num_samples)
         da, grid, tau = self._state()
         post, tau, _ = self._estep(grid, tau, update_tau=self.n_clusters > 1)
         gen = torch.Generator().manual_seed(seed)
@@ -149,10 +153,8 @@ class MagmaResults:
             mu = gaussian_draws(post.mean, post.cov, num_samples, gen)  # (S, K, P)
         valid = grid.valid.numpy()
         names = da[self.task_dim].values
-        obs_coords = {
-            self.task_dim: ("obs", np.repeat(names, valid.sum(1))),
-            "time": ("obs", da["time"].values[grid.index.numpy()[valid]]),
-        }
+        obs_coords = observed_point_coords(da, self.task_dim)
+        obs = obs_coords.pop("obs")
         flat = lambda v: v.numpy()[..., valid][None]  # noqa: E731  (chain, draw, obs)
         groups: dict[str, dict[str, Any]] = {
             "posterior": {"mean_process": mu.numpy()[None], "task_cluster": comp.numpy()[None]},
@@ -172,7 +174,7 @@ class MagmaResults:
             "cluster": np.arange(self.n_clusters),
             "time_grid": da["time"].values,
             self.task_dim: names,
-            "obs": np.arange(int(valid.sum())),
+            "obs": obs,
         }
         idata = samples_to_inference_data(groups, dims=dims, coords=coords)
         for group in ("posterior_predictive", "observed_data", "log_likelihood"):
@@ -222,8 +224,3 @@ class MagmaResults:
         if self.hypothesis[2] != "i":
             return self.task_kernel, self.noise.detach()
         return fit_new_task_kernel(self, post, observed, y, x_all)
-
-
-def _check_draws(num_samples: int) -> None:
-    if int(num_samples) != num_samples or num_samples < 1:
-        raise ValueError(f"expected num_samples >= 1, got {num_samples}")

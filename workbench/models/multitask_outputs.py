@@ -10,7 +10,11 @@ import xarray as xr
 
 from workbench.inference.dense_gp import robust_cholesky
 from workbench.inference.sgpr import sgpr_factors
-from workbench.io.arviz import observed_point_coords, samples_to_inference_data
+from workbench.io.arviz import (
+    check_num_samples,
+    observed_point_coords,
+    samples_to_inference_data,
+)
 
 __all__ = ["MAX_JOINT", "inference_data", "joint_posterior"]
 
@@ -49,8 +53,7 @@ def inference_data(
     model, da: xr.DataArray, num_samples: int, log_likelihood: bool, seed: int
 ) -> Any:
     """ArviZ groups over one ``obs`` dim of observed values (``task``/``time`` along it)."""
-    if int(num_samples) != num_samples or num_samples < 1:
-        raise ValueError(f"expected num_samples >= 1, got {num_samples}")
+    check_num_samples(num_samples)
     obs, X, y = model._observe(da)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():

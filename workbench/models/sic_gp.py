@@ -12,7 +12,7 @@ from scipy.spatial import cKDTree
 from scipy.special import ndtri
 
 from workbench.data.spatial import spatial_data, to_grid
-from workbench.inference.dkl import column_terms, elbo_from_terms, scatter_columns
+from workbench.inference.dkl import ancestor_solve, column_terms, elbo_from_terms
 from workbench.io import make_attrs
 from workbench.kernels import kernel_from_spec, kernel_to_spec
 from workbench.likelihoods import (
@@ -258,14 +258,14 @@ class SparseInverseCholeskyGP(Model):
         if self.data is None:
             self._initialize(points.X, points.y)
         self.elbo_trace = []
-        self._rebuild()
+        self.rebuild()
         hyper = [*self.kernel.parameters(), *self.likelihood.parameters(), self.mean_constant]
         gen = torch.Generator().manual_seed(self.seed)
         with progress_bar(epochs + variational_epochs, type(self).__name__, progress) as bar:
             for step in range(epochs + variational_epochs):
                 if step < epochs:
                     self._epoch(torch.optim.Adam(hyper, lr=lr), n, batch_size, gen)
-                    self._rebuild()
+                    self.rebuild()
                 else:
                     if step == epochs:
                         opt = torch.optim.Adam([self.nu, self.raw_v], lr=variational_lr)
@@ -286,10 +286,6 @@ class SparseInverseCholeskyGP(Model):
     def rebuild(self) -> None:
         """Re-order, rebuild the pattern and restart q at the Vecchia–Laplace posterior with
         the current hyper-parameters and ``rho`` (after setting either by hand)."""
-        self._rebuild()
-
-    def _rebuild(self) -> None:
-        """Maximin order and pattern at the current lengthscales, then the Laplace q."""
         X = self._unit(self._points.X)
         y = (self._points.y - float(self.y_loc)) / float(self.y_scale)
         self.data = order_data(X, y, self._lengthscale(X.shape[1]), self.rho)
@@ -352,14 +348,9 @@ class SparseInverseCholeskyGP(Model):
                 u_c, u_t = cols[:, :-1], cols[:, -1]
                 means.append(mu - (u_c * (self.nu[c] - mu)).sum(1) / u_t)
                 anc = union_rows(data.ancestors[c].reshape(c.shape[0], -1))
-                block = scatter_columns(anc, data.index, V, anc)
-                pad = anc < 0
-                eye = torch.eye(anc.shape[1], dtype=block.dtype)
-                block = torch.where(pad[:, :, None] | pad[:, None, :], eye, block)
                 slot = torch.searchsorted(anc.contiguous(), c.contiguous())
-                rhs = torch.zeros(anc.shape, dtype=block.dtype)
-                rhs.scatter_(1, slot, u_c)
-                z = torch.linalg.solve_triangular(block, rhs[..., None], upper=True)[..., 0]
+                rhs = torch.zeros(anc.shape, dtype=V.dtype).scatter_(1, slot, u_c)
+                z = ancestor_solve(anc, data.index, V, rhs[..., None])[..., 0]
                 variances.append((1 + z.square().sum(1)) / u_t.square())
         return torch.cat(means), torch.cat(variances)
 
