@@ -9,14 +9,27 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from workbench import data, errors, inference, io, kernels, likelihoods, models, simulate, ssm
+from workbench import (
+    data,
+    errors,
+    inference,
+    io,
+    kernels,
+    likelihoods,
+    metrics,
+    models,
+    simulate,
+    ssm,
+)
 from workbench.datasets import list_datasets, load_dataset
 from workbench.models import (
+    GPVAE,
     ExactGP,
     LatentTrajectoryGP,
     Magma,
     MagmaClust,
     MarkovGP,
+    MultimodalGPVAE,
     MultitaskGP,
     SparseInverseCholeskyGP,
     select_n_clusters,
@@ -24,11 +37,13 @@ from workbench.models import (
 from workbench.persistence import load
 
 __all__ = [
+    "GPVAE",
     "ExactGP",
     "LatentTrajectoryGP",
     "Magma",
     "MagmaClust",
     "MarkovGP",
+    "MultimodalGPVAE",
     "MultitaskGP",
     "SparseInverseCholeskyGP",
     "__version__",
@@ -41,6 +56,7 @@ __all__ = [
     "list_datasets",
     "load",
     "load_dataset",
+    "metrics",
     "models",
     "select_n_clusters",
     "simulate",

@@ -25,18 +25,11 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = "1"
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import io  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
-import warnings  # noqa: E402
 
-import neo  # noqa: E402
 import numpy as np  # noqa: E402
-import quantities as pq  # noqa: E402
 import torch  # noqa: E402
-from elephant.gpfa import GPFA  # noqa: E402
-from elephant.gpfa.gpfa_util import get_seqs  # noqa: E402
 
 import workbench as wb  # noqa: E402
 from workbench.inference import cvi, dense_gp_predict  # noqa: E402
@@ -44,6 +37,7 @@ from workbench.inference.readout import readout_moments  # noqa: E402
 from workbench.kernels import MaternKernel  # noqa: E402
 from workbench.likelihoods import Poisson  # noqa: E402
 from workbench.likelihoods.base import ExpectedLogProb  # noqa: E402
+from workbench.testing.gpfa import elephant_gpfa, spike_trains  # noqa: E402
 
 torch.set_num_threads(1)
 TRIALS, CVI_STEPS, CVI_LR, DENSE_UNITS, DENSE_LENGTHSCALE = 10, 20, 0.7, 20, 0.2
@@ -68,30 +62,6 @@ def aligned_r2(estimate: np.ndarray, truth: np.ndarray) -> float:
 
 
 # -- 1. Elephant GPFA ---------------------------------------------------------------------------
-def spike_trains(counts: np.ndarray, dt: float) -> list[list[neo.SpikeTrain]]:
-    """Counts (trial, time, unit) as spike trains with every spike at its bin centre."""
-    T = counts.shape[1]
-    centres = (np.arange(T) + 0.5) * dt
-    trains = [
-        [neo.SpikeTrain(np.repeat(centres, c), t_start=0.0, t_stop=T * dt, units="s") for c in u]
-        for u in counts.transpose(0, 2, 1)
-    ]
-    binned = get_seqs(trains, dt * pq.s, use_sqrt=False)["y"]
-    if not all(np.array_equal(b, c.T) for b, c in zip(binned, counts, strict=True)):
-        raise AssertionError("Elephant's binned counts differ from the simulated counts")
-    return trains
-
-
-def elephant_fit(trains, dt: float, K: int, em_iters: int = 500):
-    """Fit + transform; returns latents (trial, time, latent) and the EM iterations run."""
-    gpfa = GPFA(bin_size=dt * pq.s, x_dim=K, em_max_iters=em_iters)
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        gpfa.fit(trains)
-        latents = gpfa.transform(trains, returned_data=["latent_variable"])
-    return np.stack(list(latents)).transpose(0, 2, 1), len(gpfa.fit_info["log_likelihoods"])
-
-
 def workbench_fit(spikes, dt: float, K: int, steps: int = 20, **kwargs) -> np.ndarray:
     model = wb.LatentTrajectoryGP(
         K,
@@ -116,7 +86,7 @@ def gpfa_table(args) -> None:
     print("|---|---|---|---|---|")
     warm = wb.simulate.latent_spikes(n_units=args.units, n_latents=2, n_trials=2, n_bins=100)
     dt = warm.attrs["bin_width"]
-    elephant_fit(spike_trains(warm.spikes.values, dt), dt, args.latents, em_iters=2)
+    elephant_gpfa(spike_trains(warm.spikes.values, dt), dt, args.latents, em_iters=2)
     for mode in estep_modes():
         workbench_fit(warm.spikes, dt, args.latents, steps=1, **mode)
     for T in args.bins:
@@ -124,7 +94,7 @@ def gpfa_table(args) -> None:
             n_units=args.units, n_latents=2, n_trials=TRIALS, n_bins=T, latent="van_der_pol"
         )
         truth, trains = ds.true_latent.values, spike_trains(ds.spikes.values, dt)
-        ref, (latents, iters) = median_time(args.repeats, elephant_fit, trains, dt, args.latents)
+        ref, (latents, iters) = median_time(args.repeats, elephant_gpfa, trains, dt, args.latents)
         name = f"Elephant GPFA ({iters} EM iterations, sqrt counts)"
         print(f"| {T:,} | {name} | {ref:.2f} | 1.00 | {aligned_r2(latents, truth):.4f} |")
         for mode in estep_modes():

@@ -52,6 +52,21 @@ def test_full_pattern_equals_the_exact_gp():
     assert abs(model.elbo() - lml) < 1e-8 * abs(lml)
 
 
+def test_prediction_in_small_pieces_equals_one_block():
+    from workbench.models.sic_state import predictive_variance
+
+    _, _, da = _points(n=300, seed=4)
+    model = wb.SparseInverseCholeskyGP(rho=2.0, n_neighbors=12).fit(da, epochs=0)
+    near = torch.as_tensor(np.sort(np.random.default_rng(5).choice(300, (40, 12)), 1))
+    near = torch.as_tensor(np.stack([np.unique(r)[:8] for r in near.numpy()]))
+    u_c = torch.as_tensor(np.random.default_rng(6).normal(size=near.shape))
+    V = model._variational().detach()
+    whole = predictive_variance(model.data, near, u_c, V)
+    pieces = predictive_variance(model.data, near, u_c, V, budget=1)
+    torch.testing.assert_close(pieces, whole, rtol=1e-12, atol=0)
+    assert bool((whole > 1).all())
+
+
 def test_hyperparameter_learning_raises_the_elbo_and_sparse_is_close_to_exact():
     X, y, da = _points(n=400, seed=2)
     model = wb.SparseInverseCholeskyGP(rho=3.0).fit(da, epochs=3, batch_size=64)

@@ -7,6 +7,8 @@ from workbench.models.base import ParameterSpec as ParameterSpec
 from workbench.models.base import Posterior as Posterior
 from workbench.models.exact_gp import ExactGP as ExactGP
 from workbench.models.gp_regression import GPRegression as GPRegression
+from workbench.models.gpvae import MultimodalGPVAE as MultimodalGPVAE
+from workbench.models.gpvae_single import GPVAE as GPVAE
 from workbench.models.latent_trajectory import LatentTrajectoryGP as LatentTrajectoryGP
 from workbench.models.magma import Magma as Magma
 from workbench.models.magma import MagmaClust as MagmaClust
@@ -16,6 +18,7 @@ from workbench.models.multitask import MultitaskGP as MultitaskGP
 from workbench.models.sic_gp import SparseInverseCholeskyGP as SparseInverseCholeskyGP
 
 __all__ = [
+    "GPVAE",
     "ExactGP",
     "GPRegression",
     "LatentTrajectoryGP",
@@ -23,6 +26,7 @@ __all__ = [
     "MagmaClust",
     "MarkovGP",
     "Model",
+    "MultimodalGPVAE",
     "MultitaskGP",
     "ParameterSpec",
     "Posterior",

@@ -12,7 +12,7 @@ from scipy.spatial import cKDTree
 from scipy.special import ndtri
 
 from workbench.data.spatial import spatial_data, to_grid
-from workbench.inference.dkl import ancestor_solve, column_terms, elbo_from_terms
+from workbench.inference.dkl import column_terms, elbo_from_terms
 from workbench.io import make_attrs
 from workbench.kernels import kernel_from_spec, kernel_to_spec
 from workbench.likelihoods import (
@@ -28,9 +28,9 @@ from workbench.models.base import Model
 from workbench.models.sic_state import (
     OrderedData,
     order_data,
+    predictive_variance,
     prior_apply,
     prior_apply_transposed,
-    union_rows,
 )
 from workbench.progress import progress_bar
 
@@ -347,11 +347,7 @@ class SparseInverseCholeskyGP(Model):
                 cols = self._prior_columns(X_all, index)  # (b, k + 1), self last
                 u_c, u_t = cols[:, :-1], cols[:, -1]
                 means.append(mu - (u_c * (self.nu[c] - mu)).sum(1) / u_t)
-                anc = union_rows(data.ancestors[c].reshape(c.shape[0], -1))
-                slot = torch.searchsorted(anc.contiguous(), c.contiguous())
-                rhs = torch.zeros(anc.shape, dtype=V.dtype).scatter_(1, slot, u_c)
-                z = ancestor_solve(anc, data.index, V, rhs[..., None])[..., 0]
-                variances.append((1 + z.square().sum(1)) / u_t.square())
+                variances.append(predictive_variance(data, c, u_c, V) / u_t.square())
         return torch.cat(means), torch.cat(variances)
 
     def posterior(

@@ -7,10 +7,18 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from workbench.inference.dkl import ancestor_solve
 from workbench.linalg import maximin_pattern, reduced_ancestors
 from workbench.linalg.factor import padded_pattern
 
-__all__ = ["OrderedData", "order_data", "prior_apply", "prior_apply_transposed", "union_rows"]
+__all__ = [
+    "OrderedData",
+    "order_data",
+    "predictive_variance",
+    "prior_apply",
+    "prior_apply_transposed",
+    "union_rows",
+]
 
 
 class OrderedData(NamedTuple):
@@ -59,3 +67,25 @@ def union_rows(sets: torch.Tensor) -> torch.Tensor:
     s, _ = torch.sort(s, dim=1)
     width = int((s >= 0).sum(1).max())
     return s[:, s.shape[1] - width :]
+
+
+def predictive_variance(
+    data: OrderedData,
+    near: torch.Tensor,  # shape: (b, k) positions each new point conditions on
+    u_c: torch.Tensor,  # shape: (b, k) the new columns' prior-factor entries on them
+    V: torch.Tensor,  # shape: (n, m) values of q's factor
+    budget: int = 2**23,
+) -> torch.Tensor:
+    """:math:`1 + \\|V^{-1}u_c\\|^2` per row (b,), the solve restricted to the union of the
+    neighbours' reduced ancestor sets. Rows go in pieces whose dense blocks hold about
+    ``budget`` entries (64 MB by default): the unions hold hundreds of positions."""
+    ancestors = data.ancestors[near].reshape(near.shape[0], -1)
+    width = union_rows(ancestors[:64]).shape[1]
+    out = []
+    for rows in torch.arange(near.shape[0]).split(max(1, budget // width**2)):
+        anc = union_rows(ancestors[rows])
+        slot = torch.searchsorted(anc.contiguous(), near[rows].contiguous())
+        rhs = torch.zeros(anc.shape, dtype=V.dtype).scatter_(1, slot, u_c[rows])
+        z = ancestor_solve(anc, data.index, V, rhs[..., None])[..., 0]
+        out.append(1 + z.square().sum(1))
+    return torch.cat(out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from workbench.widgets.explorer import ModelExplorer as ModelExplorer
+from workbench.widgets.gpvae_explorer import GPVAEExplorer as GPVAEExplorer
 from workbench.widgets.latent_explorer import LatentExplorer as LatentExplorer
 from workbench.widgets.magma_explorer import MagmaExplorer as MagmaExplorer
 from workbench.widgets.multitask_explorer import MultitaskExplorer as MultitaskExplorer
@@ -13,6 +14,7 @@ from workbench.widgets.views import plot_posterior as plot_posterior
 from workbench.widgets.views import posterior_png as posterior_png
 
 __all__ = [
+    "GPVAEExplorer",
     "LatentExplorer",
     "MagmaExplorer",
     "ModelExplorer",

@@ -1,0 +1,398 @@
+r"""GP-prior variational autoencoders: the multi-modal GP-VAE and its single-modality case.
+
+Latents: ``n_shared`` series seen by every modality plus ``n_specific[m]`` series per modality
+m, each an independent unit-variance squared-exponential GP over time, represented by its
+Fourier coefficients (:mod:`workbench.inference.fourier`): :math:`z_k = B^\top\tilde z_k`,
+:math:`\tilde z_{kw} \sim N(0, c_{kw}(\ell_k))`.
+
+Amortised posterior: each modality's encoder gives Gaussian pseudo-observations
+:math:`(\mu_{kt}, \lambda_{kt})` of its latents; those of a shared latent are pooled over the
+modalities present (a product of experts, so a missing modality just drops out). The diagonal
+:math:`q(\tilde z_k) = N(m_k, \mathrm{diag}(s_k^2))` is the conjugate update restricted to the
+diagonal,
+
+.. math::
+    s_{kw}^{-2} = c_{kw}^{-1} + \sum_t B_{wt}^2 \lambda_{kt}, \qquad
+    m_{kw} = s_{kw}^2 \sum_t B_{wt} \lambda_{kt}\mu_{kt},
+
+which works for any trial length T (the basis is built per T). With ``prior="statespace"`` the
+latents are Matérn-5/2 and q is the exact conjugate posterior of the pseudo-observations, by
+Kalman smoothing in O(T) (:mod:`workbench.models.gpvae_priors`). Training maximises the ELBO
+with Pyro SVI (``TraceMeanField_ELBO``: both KLs are analytic); the Poisson readout's expected
+log-likelihood is also exact (the guide hands q's moments to the model), the neural decoders use
+the reparameterised sample.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Self
+
+import numpy as np
+import pyro
+import torch
+import xarray as xr
+from gpytorch.constraints import Interval
+from pyro import poutine
+from torch import nn
+
+from workbench.data.multimodal import TrialData, describe, trial_data
+from workbench.models.base import Model
+from workbench.models.gpvae_modalities import make_modality
+from workbench.models.gpvae_outputs import gpvae_dataset, gpvae_inference_data, gpvae_scores
+from workbench.models.gpvae_priors import make_prior
+from workbench.progress import progress_bar
+
+__all__ = ["MultimodalGPVAE"]
+
+_names = itertools.count()
+
+
+class MultimodalGPVAE(Model):
+    """Multi-modal GP-VAE (Gondur et al., ICLR 2024) with Fourier-domain GP latents.
+
+    Parameters
+    ----------
+    modalities : mapping or list of (name, likelihood) pairs
+        Data variable name -> likelihood: ``"poisson"`` (counts, linear-exp readout),
+        ``"gaussian"`` (images, keypoints, any real features) or ``"bernoulli"`` (binary).
+    n_shared : int
+        Latents shared by all modalities.
+    n_specific : int or mapping
+        Latents private to each modality (one number for all, or per name).
+    lengthscale : float, optional
+        Initial GP lengthscale in units of the time coordinate (default 10 bins); it is
+        learned within ×/÷ 2 of this value (the basis keeps frequencies down to half of it
+        and a circle long enough for twice of it).
+    prior : {"fourier", "statespace"}
+        Squared-exponential latents on a truncated Fourier basis with a diagonal q (the
+        MM-GPVAE's choice), or Matérn-5/2 latents with the exact conjugate q of the encoders'
+        pseudo-observations by Kalman smoothing, O(T) (long or variable-length trials).
+    decoder : {"mlp", "conv"}
+        Decoder of image modalities (features on two dims); ``"conv"`` needs sides divisible
+        by 4.
+    weights : mapping, optional
+        Likelihood weight per modality (balances e.g. 256 pixels against 100 neurons).
+    trial_dim, time_dim : str
+        Dims of the trials and of the (evenly spaced) time grid.
+    layout : dict, optional
+        Feature sizes and the time step, set by the first ``fit`` (kept by ``save``).
+    seed : int
+        Seed of the network initialisation and of the minibatch order.
+    """
+
+    def __init__(
+        self,
+        modalities: Mapping[str, str] | list,
+        *,
+        n_shared: int = 1,
+        n_specific: int | Mapping[str, int] = 1,
+        lengthscale: float | None = None,
+        decoder: str = "mlp",
+        prior: str = "fourier",
+        weights: Mapping[str, float] | None = None,
+        trial_dim: str = "trial",
+        time_dim: str = "time",
+        layout: dict | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        modalities = dict(modalities)  # pairs keep their order through JSON configs
+        if not modalities or "shared" in modalities:
+            raise ValueError(f"expected modality names other than 'shared', got {list(modalities)}")
+        specific = (
+            n_specific if isinstance(n_specific, Mapping) else dict.fromkeys(modalities, n_specific)
+        )
+        if n_shared < 0 or any(specific.get(m, 0) < 0 for m in modalities):
+            raise ValueError(f"expected non-negative latent counts, got {n_shared}, {specific}")
+        if n_shared + sum(specific.get(m, 0) for m in modalities) == 0:
+            raise ValueError("expected at least one latent")
+        self.modalities = modalities
+        self.n_shared, self.n_specific = n_shared, {m: specific.get(m, 0) for m in modalities}
+        self.initial_lengthscale, self.decoder = lengthscale, decoder
+        make_prior(prior, 1.0)  # fails early on an unknown name
+        self.prior = prior
+        self.weights = {m: float((weights or {}).get(m, 1.0)) for m in modalities}
+        self.trial_dim, self.time_dim, self.seed = trial_dim, time_dim, seed
+        self.layout: dict | None = None
+        self.elbo_trace: list[float] = []
+        self._pyro_name = f"{type(self).__name__}{next(_names)}"
+        self._moments: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._template: TrialData | None = None
+        if layout is not None:
+            self._build(layout)
+
+    def get_config(self) -> dict[str, Any]:
+        same = "n_shared n_specific decoder prior weights trial_dim time_dim layout seed".split()
+        return {
+            "modalities": [[m, k] for m, k in self.modalities.items()],
+            "lengthscale": self.initial_lengthscale,
+            **{k: getattr(self, k) for k in same},
+        }
+
+    # -- structure -----------------------------------------------------------------------------
+    @property
+    def latent_groups(self) -> list[str]:
+        """Which modality each latent belongs to (``shared`` for the shared ones)."""
+        own = [m for m, n in self.n_specific.items() for _ in range(n)]
+        return ["shared"] * self.n_shared + own
+
+    @property
+    def latent_names(self) -> list[str]:
+        """The group's name, numbered (``shared_0``, ...) when the group has several."""
+        groups, counts, names = self.latent_groups, Counter(self.latent_groups), []
+        for i, g in enumerate(groups):
+            names.append(g if counts[g] == 1 else f"{g}_{groups[:i].count(g)}")
+        return names
+
+    def latent_index(self, modality: str) -> torch.Tensor:
+        """Positions of the latents a modality sees: the shared ones, then its own."""
+        groups = self.latent_groups
+        return torch.tensor([i for i, g in enumerate(groups) if g in ("shared", modality)])
+
+    def _build(self, layout: dict) -> None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self._build_networks(layout)
+
+    def _build_networks(self, layout: dict) -> None:
+        self.layout = layout
+        nets = {}
+        for m, kind in self.modalities.items():
+            sizes = layout["features"][m]["sizes"]
+            image = tuple(sizes) if len(sizes) == 2 else None
+            nets[m] = make_modality(
+                kind,
+                int(np.prod(sizes)),
+                len(self.latent_index(m)),
+                decoder=self.decoder if image else "mlp",
+                image_shape=image,
+            )
+        self.nets = nn.ModuleDict(nets)
+        ell = layout["lengthscale_bins"]
+        K = len(self.latent_names)
+        self.raw_lengthscale_constraint = Interval(0.5 * ell, 2.0 * ell)
+        raw = self.raw_lengthscale_constraint.inverse_transform(torch.tensor(float(ell)))
+        self.raw_lengthscale = nn.Parameter(raw.expand(K).clone())
+        self._prior = make_prior(self.prior, ell)
+
+    @property
+    def lengthscale_bins(self) -> torch.Tensor:
+        """Per-latent lengthscales in bins (K,)."""
+        return self.raw_lengthscale_constraint.transform(self.raw_lengthscale)
+
+    def hyperparameters(self) -> dict[str, float | list]:
+        """Lengthscales (time units) per latent and the Gaussian modalities' noise variances;
+        the networks' weights are not listed."""
+        if self.layout is None:
+            return {}
+        with torch.no_grad():
+            ell = (self.lengthscale_bins * self.layout["bin_width"]).tolist()
+            out: dict[str, float | list] = {"lengthscale": ell}
+            for m, net in self.nets.items():
+                if self.modalities[m] == "gaussian":
+                    out[f"nets.{m}.noise"] = float(net.noise)
+        return out
+
+    # -- variational posterior -----------------------------------------------------------------
+    def _q(self, arrays: Mapping[str, Any], n_bins: int):
+        """Guide distribution and q's time marginals (trial, K, T) from the encoders'
+        pseudo-observations, pooled over the modalities present."""
+        first = next(iter(arrays.values()))
+        K, R = len(self.latent_names), first.values.shape[0]
+        precision = first.values.new_zeros(R, K, n_bins)
+        weighted = torch.zeros_like(precision)
+        for m, arr in arrays.items():
+            seen = (arr.observed.sum(-1) > 0).to(arr.values.dtype)
+            mean, lam = self.nets[m].encode(arr.values, seen)
+            idx = self.latent_index(m)
+            precision = precision.index_add(1, idx, lam)
+            weighted = weighted.index_add(1, idx, lam * mean)
+        return self._prior.posterior(precision, weighted, self.lengthscale_bins)
+
+    def _guide(self, arrays, n_total: int, n_bins: int, closed_form: bool = True, encode=None):
+        pyro.module(self._pyro_name, self)
+        seen = arrays if encode is None else {m: arrays[m] for m in encode}
+        law, self._moments = self._q(seen, n_bins)
+        with pyro.plate("trial", n_total, subsample=torch.arange(law.batch_shape[0])):
+            pyro.sample("latents", law)
+
+    def _model(self, arrays, n_total: int, n_bins: int, closed_form: bool = True, encode=None):
+        pyro.module(self._pyro_name, self)
+        first = next(iter(arrays.values())).values
+        R = first.shape[0]
+        law = self._prior.site(self.lengthscale_bins, R, n_bins, first)
+        with pyro.plate("trial", n_total, subsample=torch.arange(R)):
+            z = self._prior.to_time(pyro.sample("latents", law), n_bins)
+            mean, var = self._moments if closed_form else (z, torch.zeros_like(z))
+            for m, arr in arrays.items():
+                idx = self.latent_index(m)
+                with poutine.scale(scale=self.weights[m]):
+                    net = self.nets[m]
+                    net.observe(
+                        m,
+                        arr.values,
+                        arr.observed,
+                        z[:, idx],
+                        mean[:, idx],
+                        var[:, idx],
+                        closed_form,
+                    )
+
+    # -- public API ----------------------------------------------------------------------------
+    def fit(
+        self,
+        data: xr.Dataset,
+        *,
+        epochs: int = 100,
+        batch_size: int = 20,
+        lr: float = 1e-3,
+        modality_dropout: float = 0.5,
+        learn_hyperparameters: bool = True,
+        progress: bool | None = None,
+        callback: Any = None,
+    ) -> Self:
+        """Pyro SVI (``TraceMeanField_ELBO``, clipped Adam) over minibatches of trials.
+
+        With probability ``modality_dropout`` a minibatch's posterior is encoded from one
+        modality only (chosen at random) while every modality is still scored: still a
+        lower bound, and it teaches each encoder to infer the shared latents alone, which
+        is what cross-modal prediction needs and keeps one modality's encoder from drowning
+        the other's early in training. ``elbo_trace`` records the mean ELBO per trial of every
+        epoch (under that mix of encoders) and ``callback(epoch, -elbo)`` follows each."""
+        if not 0.0 <= modality_dropout < 1.0:
+            raise ValueError(f"expected 0 <= modality_dropout < 1, got {modality_dropout}")
+        prepared = trial_data(
+            data, self.modalities, trial_dim=self.trial_dim, time_dim=self.time_dim
+        )
+        self._check_or_build(prepared)
+        arrays, n_bins = prepared.modalities, len(prepared.time)
+        n = len(prepared.trials)
+        self.raw_lengthscale.requires_grad_(learn_hyperparameters)
+        svi = pyro.infer.SVI(
+            self._model,
+            self._guide,
+            pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0}),
+            pyro.infer.TraceMeanField_ELBO(),
+        )
+        gen = torch.Generator().manual_seed(self.seed + len(self.elbo_trace))
+        with (
+            torch.random.fork_rng(devices=[]),
+            warnings.catch_warnings(),
+            progress_bar(epochs, type(self).__name__, progress) as bar,
+        ):
+            # a frozen lengthscale is simply not trained; Pyro warns about it at every step
+            warnings.filterwarnings("ignore", "raw_lengthscale was not registered")
+            torch.manual_seed(self.seed + len(self.elbo_trace))  # Pyro draws from torch's RNG
+            for epoch in range(epochs):
+                total = 0.0
+                for batch in torch.randperm(n, generator=gen).split(batch_size):
+                    sub = {
+                        m: a._replace(values=a.values[batch], observed=a.observed[batch])
+                        for m, a in arrays.items()
+                    }
+                    encode = None
+                    if len(sub) > 1 and float(torch.rand((), generator=gen)) < modality_dropout:
+                        names = list(sub)
+                        encode = [names[int(torch.randint(len(names), (), generator=gen))]]
+                    total += svi.step(sub, n, n_bins, True, encode) * len(batch) / n
+                self.elbo_trace.append(-total / n)
+                bar.update(1)
+                if callback is not None:
+                    callback(epoch, total / n)
+        store = pyro.get_param_store()
+        for key in [k for k in store.keys() if k.startswith(self._pyro_name + "$$$")]:
+            del store[key]  # the module keeps its parameters; the global store need not
+        self._moments = None
+        self.raw_lengthscale.requires_grad_(True)
+        return self
+
+    def _check_or_build(self, prepared: TrialData) -> None:
+        if self.layout is None:
+            ell = self.initial_lengthscale
+            self._build(
+                {
+                    "features": {m: describe(a) for m, a in prepared.modalities.items()},
+                    "bin_width": prepared.bin_width,
+                    "lengthscale_bins": 10.0 if ell is None else ell / prepared.bin_width,
+                }
+            )
+            for m, a in prepared.modalities.items():
+                self.nets[m].start(a.values, a.observed)
+        self._check_layout(prepared)
+        self._template = prepared
+
+    def _check_layout(self, prepared: TrialData) -> None:
+        for m, a in prepared.modalities.items():
+            expected, got = self.layout["features"][m]["sizes"], describe(a)["sizes"]
+            if got != expected:
+                raise ValueError(
+                    f"expected modality {m!r} with feature sizes {expected}, got {got}"
+                )
+
+    def _prepare(self, data, required: bool = False) -> TrialData:
+        if self.layout is None:
+            raise RuntimeError("expected a fitted model (call fit first)")
+        prepared = trial_data(
+            data,
+            self.modalities,
+            trial_dim=self.trial_dim,
+            time_dim=self.time_dim,
+            required=required,
+        )
+        self._check_layout(prepared)
+        return prepared
+
+    def elbo(self, data, *, seed: int = 0) -> float:
+        """ELBO per trial on ``data`` (all modalities): exact KL and Poisson terms, one seeded
+        reparameterised draw for the neural decoders."""
+        prepared = self._prepare(data, required=True)
+        n = len(prepared.trials)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            loss = pyro.infer.TraceMeanField_ELBO().loss(
+                self._model, self._guide, prepared.modalities, n, len(prepared.time)
+            )
+        self._moments = None
+        return -loss / n
+
+    def latent_moments(self, data) -> tuple[torch.Tensor, torch.Tensor]:
+        """q's latent means and variances (trial, latent, time) given whichever modalities
+        ``data`` holds (a missing modality's own latents stay at the prior)."""
+        prepared = self._prepare(data)
+        with torch.no_grad():
+            return self._q(prepared.modalities, len(prepared.time))[1]
+
+    def posterior(self, data: xr.Dataset) -> xr.Dataset:
+        """``latent_mean``/``latent_variance`` (trial, time, latent; ``group`` says shared or
+        which modality) and every modality's reconstruction ``<name>_mean`` (trial, time,
+        features) from the latents inferred from the modalities in ``data``: leaving one out
+        predicts it across modalities through the shared latents."""
+        prepared = self._prepare(data)
+        mean, var = self.latent_moments(data)
+        return gpvae_dataset(self, prepared, mean, var)
+
+    def score(self, data: xr.Dataset) -> xr.Dataset:
+        """Held-out reconstruction per modality in ``data``: from all modalities (``all``)
+        and, with several, from the other ones only (``others``): mean squared error per
+        value (Gaussian), negative log-likelihood per value (Poisson, Bernoulli)."""
+        return gpvae_scores(self, self._prepare(data, required=False), data)
+
+    def to_inference_data(self, data: xr.Dataset, *, draws: int = 100, seed: int = 0) -> Any:
+        """ArviZ container: ``posterior`` draws ``latents`` from q (chain, draw, trial, time,
+        latent), ``log_likelihood`` per modality and bin, ``observed_data``."""
+        if draws < 1:
+            raise ValueError(f"expected draws >= 1, got {draws}")
+        prepared = self._prepare(data)
+        mean, var = self.latent_moments(data)
+        return gpvae_inference_data(self, prepared, mean, var, draws, seed)
+
+    def explore(self, data: xr.Dataset, **kwargs: Any) -> Any:
+        """Scrub through a trial's time bins: frame, spike raster, latent positions; sliders
+        over latent values decode frames (latent traversal)."""
+        from workbench.widgets import GPVAEExplorer
+
+        return GPVAEExplorer(self, data, **kwargs)
