@@ -199,7 +199,7 @@ def test_state_space_prior_trains_and_its_kl_is_the_dense_one():
         wb.MultimodalGPVAE(KINDS, prior="banded")
 
 
-@pytest.mark.parametrize("prior", ["fourier", "statespace"])
+@pytest.mark.parametrize("prior", ["fourier", "fourier_exact", "statespace"])
 def test_spikes_only_elbo_is_fully_analytic(prior):
     # exact Poisson expectation + registered KL: no Monte Carlo left, any seed gives the same
     ds = wb.simulate.multimodal_trials(n_trials=4, n_bins=20, n_units=8, image_size=8, seed=6)
@@ -234,3 +234,46 @@ def test_bernoulli_pixels_and_the_convolutional_decoder():
     with pytest.raises(ValueError, match="divisible by 4"):
         odd = wb.simulate.multimodal_trials(n_trials=2, n_bins=5, n_units=3, image_size=10)
         wb.GPVAE("frames", decoder="conv").fit(odd[["frames"]], epochs=1)
+
+
+def test_bad_optimiser_settings_fail_before_building():
+    ds = wb.simulate.multimodal_trials(n_trials=2, n_bins=6, n_units=3, image_size=8)
+    model = wb.MultimodalGPVAE(KINDS)
+    with pytest.raises(ValueError, match="final_lr"):
+        model.fit(ds, epochs=1, final_lr=1.0)
+    with pytest.raises(ValueError, match="modality_dropout"):
+        model.fit(ds, epochs=1, modality_dropout=1.0)
+    assert model.layout is None
+
+
+def test_datetime_time_axis_sets_the_bin_width_in_seconds():
+    import pandas as pd
+
+    ds = wb.simulate.multimodal_trials(n_trials=3, n_bins=10, n_units=4, image_size=8)
+    ds = ds.assign_coords(time=pd.date_range("2020", periods=10, freq="20ms"))
+    model = wb.MultimodalGPVAE(KINDS, lengthscale=0.2).fit(ds, epochs=1, progress=False)
+    assert model.layout["bin_width"] == pytest.approx(0.02)
+    assert model.layout["lengthscale_bins"] == pytest.approx(10.0)
+    assert model.posterior(ds)["time"].dtype.kind == "M"
+
+
+def test_exact_fourier_q_is_the_dense_conjugate_posterior_of_the_fourier_prior():
+    from workbench.inference.pseudo_posterior import dense_pseudo_posterior
+    from workbench.models.gpvae_priors import make_prior
+
+    gen = torch.Generator().manual_seed(8)
+    lam = torch.rand(2, 3, 40, generator=gen, dtype=torch.float64)
+    lam[0, 1, 5:20] = 0.0
+    mu = torch.randn(2, 3, 40, generator=gen, dtype=torch.float64)
+    ell = torch.tensor([4.0, 6.0, 9.0], dtype=torch.float64)
+    prior = make_prior("fourier_exact", 6.0)
+    law, (mean, var) = prior.posterior(lam, lam * mu, ell)
+    site = prior.site(ell, 2, 40, lam)
+    B = prior._basis(40, torch.float64).matrix
+    for k in range(3):
+        K = B.T @ torch.diag(site.base_dist.scale_tril[0, k].diagonal() ** 2) @ B
+        dense = dense_pseudo_posterior(mu[:, k], lam[:, k], K)
+        torch.testing.assert_close(mean[:, k], dense.mean, atol=1e-9, rtol=1e-9)
+        torch.testing.assert_close(var[:, k], dense.var, atol=1e-9, rtol=1e-9)
+        kl = torch.distributions.kl_divergence(law.base_dist, site.base_dist)[:, k]
+        torch.testing.assert_close(kl, dense.kl, atol=1e-8, rtol=1e-8)

@@ -113,7 +113,10 @@ def trial_data(
         if time_dim in first.coords
         else xr.DataArray(np.arange(first.sizes[time_dim], dtype=float), dims=time_dim)
     )
-    t = np.asarray(time.values, dtype=np.float64)
+    t = np.asarray(time.values)
+    if np.issubdtype(t.dtype, np.datetime64):  # steps in seconds
+        t = (t - t[0]) / np.timedelta64(1, "s")
+    t = t.astype(np.float64)
     if not np.isfinite(t).all():
         raise CoordinateError(f"expected finite {time_dim!r} coordinates")
     steps = np.diff(t)

@@ -7,16 +7,17 @@ Fourier coefficients (:mod:`workbench.inference.fourier`): :math:`z_k = B^\top\t
 
 Amortised posterior: each modality's encoder gives Gaussian pseudo-observations
 :math:`(\mu_{kt}, \lambda_{kt})` of its latents; those of a shared latent are pooled over the
-modalities present (a product of experts, so a missing modality just drops out). The diagonal
-:math:`q(\tilde z_k) = N(m_k, \mathrm{diag}(s_k^2))` is the conjugate update restricted to the
-diagonal,
+modalities present (a product of experts, so a missing modality just drops out). q is the
+GP posterior those pseudo-observations imply, kept diagonal in the coefficients (the
+MM-GPVAE's mean-field q; ``prior="fourier_exact"`` keeps all of it):
 
 .. math::
-    s_{kw}^{-2} = c_{kw}^{-1} + \sum_t B_{wt}^2 \lambda_{kt}, \qquad
-    m_{kw} = s_{kw}^2 \sum_t B_{wt} \lambda_{kt}\mu_{kt},
+    q(\tilde z_k) = N\big(P_k^{-1} B (\lambda_k \odot \mu_k),\, P_k^{-1}\big), \qquad
+    P_k = \mathrm{diag}(c_k)^{-1} + \mathrm{diag}\big(B\,\mathrm{diag}(\lambda_k) B^\top\big),
 
-which works for any trial length T (the basis is built per T). With ``prior="statespace"`` the
-latents are Matérn-5/2 and q is the exact conjugate posterior of the pseudo-observations, by
+so the encoders never see the trial length T (the basis is built per T) and trained models
+apply to other lengths. With ``prior="statespace"`` the latents are Matérn-5/2 and q is the
+exact conjugate posterior of the pseudo-observations, by
 Kalman smoothing in O(T) (:mod:`workbench.models.gpvae_priors`). Training maximises the ELBO
 with Pyro SVI (``TraceMeanField_ELBO``: both KLs are analytic); the Poisson readout's expected
 log-likelihood is also exact (the guide hands q's moments to the model), the neural decoders use
@@ -26,7 +27,6 @@ the reparameterised sample.
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Self
@@ -44,7 +44,7 @@ from workbench.models.base import Model
 from workbench.models.gpvae_modalities import make_modality
 from workbench.models.gpvae_outputs import gpvae_dataset, gpvae_inference_data, gpvae_scores
 from workbench.models.gpvae_priors import make_prior
-from workbench.progress import progress_bar
+from workbench.models.gpvae_training import check_schedule, train_svi
 
 __all__ = ["MultimodalGPVAE"]
 
@@ -65,12 +65,12 @@ class MultimodalGPVAE(Model):
         Latents private to each modality (one number for all, or per name).
     lengthscale : float, optional
         Initial GP lengthscale in units of the time coordinate (default 10 bins); it is
-        learned within ×/÷ 2 of this value (the basis keeps frequencies down to half of it
-        and a circle long enough for twice of it).
-    prior : {"fourier", "statespace"}
-        Squared-exponential latents on a truncated Fourier basis with a diagonal q (the
-        MM-GPVAE's choice), or Matérn-5/2 latents with the exact conjugate q of the encoders'
-        pseudo-observations by Kalman smoothing, O(T) (long or variable-length trials).
+        learned within ×/÷ 2 of this value (the Fourier basis resolves lengthscales down to
+        half of it, and its circle leaves room for twice it).
+    prior : {"fourier", "fourier_exact", "statespace"}
+        Squared-exponential latents on a truncated Fourier basis with the diagonal of the
+        conjugate q of the encoders' pseudo-observations (the MM-GPVAE's choice, O(TF)) or all
+        of it (O(TF² + F³)), or Matérn-5/2 latents with that q by Kalman smoothing, O(T).
     decoder : {"mlp", "conv"}
         Decoder of image modalities (features on two dims); ``"conv"`` needs sides divisible
         by 4.
@@ -250,12 +250,15 @@ class MultimodalGPVAE(Model):
         epochs: int = 100,
         batch_size: int = 20,
         lr: float = 1e-3,
+        final_lr: float | None = None,
         modality_dropout: float = 0.5,
         learn_hyperparameters: bool = True,
         progress: bool | None = None,
         callback: Any = None,
     ) -> Self:
-        """Pyro SVI (``TraceMeanField_ELBO``, clipped Adam) over minibatches of trials.
+        """Pyro SVI (``TraceMeanField_ELBO``, clipped Adam) over minibatches of trials; with
+        ``final_lr`` the learning rate decays geometrically from ``lr`` to it over the call's
+        steps (default: constant).
 
         With probability ``modality_dropout`` a minibatch's posterior is encoded from one
         modality only (chosen at random) while every modality is still scored: still a
@@ -263,51 +266,31 @@ class MultimodalGPVAE(Model):
         is what cross-modal prediction needs and keeps one modality's encoder from drowning
         the other's early in training. ``elbo_trace`` records the mean ELBO per trial of every
         epoch (under that mix of encoders) and ``callback(epoch, -elbo)`` follows each."""
-        if not 0.0 <= modality_dropout < 1.0:
-            raise ValueError(f"expected 0 <= modality_dropout < 1, got {modality_dropout}")
+        final_lr = lr if final_lr is None else final_lr
+        check_schedule(lr, final_lr, modality_dropout)
         prepared = trial_data(
             data, self.modalities, trial_dim=self.trial_dim, time_dim=self.time_dim
         )
         self._check_or_build(prepared)
-        arrays, n_bins = prepared.modalities, len(prepared.time)
-        n = len(prepared.trials)
         self.raw_lengthscale.requires_grad_(learn_hyperparameters)
-        svi = pyro.infer.SVI(
-            self._model,
-            self._guide,
-            pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0}),
-            pyro.infer.TraceMeanField_ELBO(),
-        )
-        gen = torch.Generator().manual_seed(self.seed + len(self.elbo_trace))
-        with (
-            torch.random.fork_rng(devices=[]),
-            warnings.catch_warnings(),
-            progress_bar(epochs, type(self).__name__, progress) as bar,
-        ):
-            # a frozen lengthscale is simply not trained; Pyro warns about it at every step
-            warnings.filterwarnings("ignore", "raw_lengthscale was not registered")
-            torch.manual_seed(self.seed + len(self.elbo_trace))  # Pyro draws from torch's RNG
-            for epoch in range(epochs):
-                total = 0.0
-                for batch in torch.randperm(n, generator=gen).split(batch_size):
-                    sub = {
-                        m: a._replace(values=a.values[batch], observed=a.observed[batch])
-                        for m, a in arrays.items()
-                    }
-                    encode = None
-                    if len(sub) > 1 and float(torch.rand((), generator=gen)) < modality_dropout:
-                        names = list(sub)
-                        encode = [names[int(torch.randint(len(names), (), generator=gen))]]
-                    total += svi.step(sub, n, n_bins, True, encode) * len(batch) / n
-                self.elbo_trace.append(-total / n)
-                bar.update(1)
-                if callback is not None:
-                    callback(epoch, total / n)
-        store = pyro.get_param_store()
-        for key in [k for k in store.keys() if k.startswith(self._pyro_name + "$$$")]:
-            del store[key]  # the module keeps its parameters; the global store need not
-        self._moments = None
-        self.raw_lengthscale.requires_grad_(True)
+        try:
+            train_svi(
+                self,
+                prepared,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                final_lr=final_lr,
+                modality_dropout=modality_dropout,
+                progress=progress,
+                callback=callback,
+            )
+        finally:
+            store = pyro.get_param_store()
+            for key in [k for k in store.keys() if k.startswith(self._pyro_name + "$$$")]:
+                del store[key]  # the module keeps its parameters; the global store need not
+            self._moments = None
+            self.raw_lengthscale.requires_grad_(True)
         return self
 
     def _check_or_build(self, prepared: TrialData) -> None:

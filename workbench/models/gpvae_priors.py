@@ -1,10 +1,11 @@
 r"""The GP priors of the GP-VAEs and their amortised posteriors, as Pyro sample sites.
 
-Both turn pooled pseudo-observations (precision :math:`\lambda_{kt}` and precision-weighted
+Each turns pooled pseudo-observations (precision :math:`\lambda_{kt}` and precision-weighted
 mean :math:`\lambda_{kt}\mu_{kt}`, shape (trial, K, T)) into q and give the site distributions:
 
-- ``fourier`` (default): squared-exponential latents on Fourier coefficients with a diagonal q
-  (:mod:`workbench.inference.fourier`); O(TF).
+- ``fourier`` (default): squared-exponential latents on Fourier coefficients
+  (:mod:`workbench.inference.fourier`) with the diagonal of the conjugate q (the MM-GPVAE's
+  mean-field q), O(TF); ``fourier_exact``: the full conjugate q, O(TF² + F³).
 - ``statespace``: Matérn-5/2 latents in state-space form; q is the exact conjugate posterior
   of the pseudo-observations by Kalman smoothing (:mod:`workbench.inference.pseudo_posterior`),
   O(T), for long or variable-length trials. Its site carries the KL to the prior (registered
@@ -30,12 +31,18 @@ __all__ = ["FourierPrior", "MarkovPosterior", "MarkovPrior", "StateSpacePrior", 
 
 
 class FourierPrior:
-    """Squared-exponential GP latents on a truncated real Fourier basis."""
+    """Squared-exponential GP latents on a truncated real Fourier basis.
 
-    name = "fourier"
+    With ``diagonal`` (the default, the MM-GPVAE's mean-field q, :math:`O(TF)`) q keeps the
+    diagonal of the conjugate precision; otherwise it is the exact conjugate posterior of the
+    pseudo-observations on the coefficients, precision
+    :math:`P = \\mathrm{diag}(c)^{-1} + B\\Lambda B^\\top` (F x F per latent and trial,
+    :math:`O(TF^2 + F^3)`).
+    """
 
-    def __init__(self, lengthscale_bins: float) -> None:
-        self.ell = lengthscale_bins
+    def __init__(self, lengthscale_bins: float, diagonal: bool = True) -> None:
+        self.ell, self.diagonal = lengthscale_bins, diagonal
+        self.name = "fourier" if diagonal else "fourier_exact"
 
     def _basis(self, n_bins: int, dtype):
         return fourier_basis(
@@ -47,14 +54,27 @@ class FourierPrior:
         basis = self._basis(precision.shape[-1], precision.dtype)
         prior = rbf_spectrum(basis, lengthscale)
         B = basis.matrix
-        total = 1.0 / prior + precision @ B.square().T
-        mean, std = (weighted @ B.T) / total, total.rsqrt()
-        return dist.Normal(mean, std).to_event(2), time_moments(basis, mean, std)
+        if self.diagonal:
+            total = 1.0 / prior + precision @ B.square().T
+            mean, std = (weighted @ B.T) / total, total.rsqrt()
+            return dist.Normal(mean, std).to_event(2), time_moments(basis, mean, std)
+        P = torch.diag_embed(1.0 / prior) + (B * precision[..., None, :]) @ B.T
+        P = 0.5 * (P + P.mT)  # exactly symmetric in float32 too
+        L = torch.linalg.cholesky(P)
+        mean = torch.cholesky_solve((weighted @ B.T)[..., None], L)[..., 0]
+        spread = torch.linalg.solve_triangular(L, B.expand(*P.shape[:-1], -1), upper=False)
+        law = dist.MultivariateNormal(mean, precision_matrix=P, validate_args=False)
+        law = law.to_event(1)
+        return law, (mean @ B, spread.square().sum(-2))
 
     def site(self, lengthscale, n_trials: int, n_bins: int, like: torch.Tensor):
         """The model's distribution of the coefficients (trial, K, F)."""
         c = rbf_spectrum(self._basis(n_bins, like.dtype), lengthscale)
-        return dist.Normal(torch.zeros_like(c), c.sqrt()).expand([n_trials, *c.shape]).to_event(2)
+        if self.diagonal:
+            law = dist.Normal(torch.zeros_like(c), c.sqrt())
+            return law.expand([n_trials, *c.shape]).to_event(2)
+        law = dist.MultivariateNormal(torch.zeros_like(c), scale_tril=torch.diag_embed(c.sqrt()))
+        return law.expand([n_trials, c.shape[0]]).to_event(1)
 
     def to_time(self, value: torch.Tensor, n_bins: int) -> torch.Tensor:
         """Latent series (trial, K, T) from coefficients."""
@@ -162,8 +182,10 @@ class StateSpacePrior:
 
 
 def make_prior(name: str, lengthscale_bins: float):
-    """``"fourier"`` or ``"statespace"``."""
+    """``"fourier"`` (diagonal q), ``"fourier_exact"`` or ``"statespace"``."""
+    if name == "fourier_exact":
+        return FourierPrior(lengthscale_bins, diagonal=False)
     priors = {"fourier": FourierPrior, "statespace": StateSpacePrior}
     if name not in priors:
-        raise ValueError(f"expected prior in {tuple(priors)}, got {name!r}")
+        raise ValueError(f"expected prior in {(*priors, 'fourier_exact')}, got {name!r}")
     return priors[name](lengthscale_bins)

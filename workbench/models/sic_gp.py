@@ -128,13 +128,13 @@ class SparseInverseCholeskyGP(Model):
 
     def _unit(self, X: np.ndarray) -> np.ndarray:
         """Inputs in the unit-box coordinates the kernel works in."""
-        return (np.asarray(X, np.float64) - self.x_loc.numpy()) / float(self.x_scale)
+        return (np.asarray(X, np.float64) - self.x_loc.cpu().numpy()) / float(self.x_scale)
 
     # -- pieces --------------------------------------------------------------------------------
     def _lengthscale(self, d: int) -> np.ndarray:
         for module in self.kernel.modules():
             if getattr(module, "has_lengthscale", False):
-                value = module.lengthscale.detach().reshape(-1).numpy()
+                value = module.lengthscale.detach().reshape(-1).cpu().numpy()
                 return np.broadcast_to(value, (d,)).copy()
         return np.ones(d)
 
@@ -171,7 +171,8 @@ class SparseInverseCholeskyGP(Model):
             U = self._prior_columns(data.X, data.index)
             mu = self.mean_constant.detach().expand(data.y.shape[0])
             prior_mu = prior_apply(data.index, U, prior_apply_transposed(data.index, U, mu))
-        idx, Un = data.index.numpy(), U.numpy()
+        # the compiled IC0 and triangular solves run on the CPU, wherever the model lives
+        idx, Un = data.index.cpu().numpy(), U.cpu().numpy()
 
         def objective(f):
             with torch.no_grad():
@@ -182,9 +183,9 @@ class SparseInverseCholeskyGP(Model):
         f = mu.clone()
         for _ in range(steps):
             grad, W = self._derivatives(data.y, f)
-            V = ic0_robust(idx, Un, W.numpy())
-            b = (W * f + grad + prior_mu).numpy()
-            new = torch.as_tensor(solve_upper_transposed(idx, V, solve_upper(idx, V, b)))
+            V = ic0_robust(idx, Un, W.cpu().numpy())
+            b = (W * f + grad + prior_mu).cpu().numpy()
+            new = torch.as_tensor(solve_upper_transposed(idx, V, solve_upper(idx, V, b))).to(f)
             step, base = 1.0, objective(f)
             while objective(f + step * (new - f)) < base and step > 1e-4:
                 step *= 0.5
@@ -201,7 +202,7 @@ class SparseInverseCholeskyGP(Model):
             raw = torch.zeros_like(U)
             raw[:, -1] = 0.5 * P_diag.log()
         else:
-            V = torch.as_tensor(ic0_robust(idx, Un, W.numpy()))
+            V = torch.as_tensor(ic0_robust(idx, Un, W.cpu().numpy())).to(U)
             raw = torch.where(data.index >= 0, V, 0.0)
             raw[:, -1] = V[:, -1].log()
         # q's parameters are plain leaf tensors, not module parameters: they are sized by the
@@ -210,9 +211,8 @@ class SparseInverseCholeskyGP(Model):
         self.raw_v = raw.requires_grad_(True)
 
     def _elbo(self, batch: torch.Tensor) -> torch.Tensor:
-        data = self.data
-        n = data.y.shape[0]
-        prior = torch.zeros(n, data.index.shape[1], dtype=torch.float64)
+        data, batch, n = self.data, batch.to(self.y_loc.device), self.data.y.shape[0]
+        prior = data.X.new_zeros(n, data.index.shape[1])
         prior = prior.index_put((batch,), self._prior_columns(data.X, data.index[batch]))
         mu = self.mean_constant.expand(n)
         terms = column_terms(batch, data.ancestors, data.index, prior, self._variational(),
@@ -288,7 +288,7 @@ class SparseInverseCholeskyGP(Model):
         the current hyper-parameters and ``rho`` (after setting either by hand)."""
         X = self._unit(self._points.X)
         y = (self._points.y - float(self.y_loc)) / float(self.y_scale)
-        self.data = order_data(X, y, self._lengthscale(X.shape[1]), self.rho)
+        self.data = order_data(X, y, self._lengthscale(X.shape[1]), self.rho, self.y_loc.device)
         self._laplace()
 
     def _epoch(self, opt: torch.optim.Optimizer, n: int, batch_size: int, gen) -> None:
@@ -304,7 +304,7 @@ class SparseInverseCholeskyGP(Model):
                 self.y_loc.fill_(float(np.mean(y)))
                 self.y_scale.fill_(float(np.std(y)) or 1.0)
                 y = (y - float(self.y_loc)) / float(self.y_scale)
-            self.x_loc = torch.as_tensor(X.min(0), dtype=torch.float64)
+            self.x_loc = torch.as_tensor(X.min(0), dtype=torch.float64, device=self.y_loc.device)
             self.x_scale.fill_(float(np.ptp(X, 0).max()) or 1.0)
             X = self._unit(X)
             span = float(np.linalg.norm(X.max(0) - X.min(0))) or 1.0
@@ -322,7 +322,7 @@ class SparseInverseCholeskyGP(Model):
                         torch.tensor(0.1 * var, dtype=self.likelihood.raw_noise.dtype)
                     )
                 )
-            guess = self.likelihood.latent_guess(torch.as_tensor(y))
+            guess = self.likelihood.latent_guess(torch.as_tensor(y, device=self.y_loc.device))
             self.mean_constant.copy_(guess)
 
     def predict_latent(self, X_new: np.ndarray, batch_size: int = 4096):
@@ -340,9 +340,10 @@ class SparseInverseCholeskyGP(Model):
         with torch.no_grad():
             V = self._variational()
             mu = self.mean_constant
-            X_all = torch.cat([data.X, torch.as_tensor(np.asarray(X_new, np.float64))])
+            X_all = torch.cat([data.X, torch.as_tensor(np.asarray(X_new, np.float64)).to(data.X)])
             for rows in torch.arange(len(X_new)).split(batch_size):
-                c = torch.as_tensor(near[rows.numpy()])
+                c = torch.as_tensor(near[rows.numpy()], device=data.X.device)
+                rows = rows.to(data.X.device)
                 index = torch.cat([c, (n + rows)[:, None]], 1)
                 cols = self._prior_columns(X_all, index)  # (b, k + 1), self last
                 u_c, u_t = cols[:, :-1], cols[:, -1]
@@ -380,14 +381,14 @@ class SparseInverseCholeskyGP(Model):
         mean, var, half = loc + scale * mean, scale**2 * var, scale * half
         out = {"mean": mean, "variance": var, "lower": mean - half, "upper": mean + half}
         if at is None and template.ndim > 1:
-            ds = xr.Dataset({k: to_grid(template, v.numpy(), k) for k, v in out.items()})
+            ds = xr.Dataset({k: to_grid(template, v.cpu().numpy(), k) for k, v in out.items()})
         else:
             source = template if at is None else at
             if isinstance(source, xr.DataArray):
-                values = {k: (source.dims, v.numpy()) for k, v in out.items()}
+                values = {k: (source.dims, v.cpu().numpy()) for k, v in out.items()}
                 ds = xr.Dataset(values, coords=source.coords)
             else:
-                ds = xr.Dataset({k: (("point",), v.numpy()) for k, v in out.items()})
+                ds = xr.Dataset({k: (("point",), v.cpu().numpy()) for k, v in out.items()})
         units = template.attrs.get("units")
         for name in ds.data_vars:
             ds[name].attrs = {"long_name": f"posterior {name} of {template.name or 'the data'}"}

@@ -30,18 +30,21 @@ class OrderedData(NamedTuple):
     scaled: np.ndarray  # shape: (n, d) inputs divided by the lengthscales, in order
 
 
-def order_data(X: np.ndarray, y: np.ndarray, lengthscale: np.ndarray, rho: float) -> OrderedData:
-    """Maximin order of the inputs scaled by the kernel's lengthscales, pattern and ancestors."""
+def order_data(
+    X: np.ndarray, y: np.ndarray, lengthscale: np.ndarray, rho: float, device=None
+) -> OrderedData:
+    """Maximin order of the inputs scaled by the kernel's lengthscales, pattern and ancestors
+    (built on the CPU; the tensors are put on ``device``)."""
     scaled = X / lengthscale
     pattern = maximin_pattern(scaled, rho)
     index = padded_pattern(pattern.indptr, pattern.indices)
     aptr, aidx = reduced_ancestors(scaled[pattern.order], pattern.lengths, rho)
     return OrderedData(
-        torch.as_tensor(X[pattern.order]),
-        torch.as_tensor(y[pattern.order]),
+        torch.as_tensor(X[pattern.order], device=device),
+        torch.as_tensor(y[pattern.order], device=device),
         pattern.order,
-        torch.as_tensor(index),
-        torch.as_tensor(padded_pattern(aptr, aidx)),
+        torch.as_tensor(index, device=device),
+        torch.as_tensor(padded_pattern(aptr, aidx), device=device),
         scaled[pattern.order],
     )
 
@@ -82,10 +85,10 @@ def predictive_variance(
     ancestors = data.ancestors[near].reshape(near.shape[0], -1)
     width = union_rows(ancestors[:64]).shape[1]
     out = []
-    for rows in torch.arange(near.shape[0]).split(max(1, budget // width**2)):
+    for rows in torch.arange(near.shape[0], device=near.device).split(max(1, budget // width**2)):
         anc = union_rows(ancestors[rows])
         slot = torch.searchsorted(anc.contiguous(), near[rows].contiguous())
-        rhs = torch.zeros(anc.shape, dtype=V.dtype).scatter_(1, slot, u_c[rows])
+        rhs = V.new_zeros(anc.shape).scatter_(1, slot, u_c[rows])
         z = ancestor_solve(anc, data.index, V, rhs[..., None])[..., 0]
         out.append(1 + z.square().sum(1))
     return torch.cat(out)

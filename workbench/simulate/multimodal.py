@@ -62,6 +62,7 @@ def multimodal_trials(
     bin_width: float = 0.02,
     keypoint_noise: float = 0.02,
     seed: int = 0,
+    population_seed: int | None = None,
 ) -> xr.Dataset:
     r"""Trials of spikes plus behaviour driven by shared and modality-specific GP latents.
 
@@ -75,6 +76,9 @@ def multimodal_trials(
       :math:`\exp(z_B / 2)` (the paper's :math:`|z_B|` zoom is not identifiable in sign);
     - ``"keypoints"``: the joint positions of a limb whose segment angles follow :math:`z_S`
       and whose segment lengths follow :math:`z_B`, plus Gaussian noise.
+
+    ``population_seed`` (default ``seed``) fixes the neurons' loadings and biases alone, so
+    further trials, e.g. longer ones, can come from the same population.
 
     Returns
     -------
@@ -98,8 +102,9 @@ def multimodal_trials(
             raise ValueError(f"expected {name} >= 1, got {value}")
     rng = np.random.default_rng(seed)
     z = {k: _gp_draws(rng, n_trials, n_bins, lengthscale, v) for k, v in _VARIANCES.items()}
-    W = 1.5 * rng.uniform(-1, 1, (n_units, 2))
-    b = 0.5 * rng.uniform(-1, 1, n_units)
+    population = np.random.default_rng([seed if population_seed is None else population_seed, 1])
+    W = 1.5 * population.uniform(-1, 1, (n_units, 2))
+    b = 0.5 * population.uniform(-1, 1, n_units)
     neural = np.stack([z["shared"], z["neural"]], -1)  # (trial, time, 2)
     rate = np.exp(neural @ W.T + b)
     spikes = rng.poisson(rate).astype(float)
