@@ -61,7 +61,8 @@ class Modality(nn.Module):
         raise NotImplementedError
 
     def reconstruct(self, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-        """Expected observation (trial, time, features) from q's latent marginals."""
+        """Predicted observation (trial, time, features) from q's latent marginals: the
+        exact expectation for Poisson counts, the decoder at the latent mean otherwise."""
         raise NotImplementedError
 
     def log_prob(self, x: torch.Tensor, observed: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
