@@ -19,7 +19,17 @@ def test_gpvae_explorer_scrubs_decodes_and_fits():
     ex.decode.value = True
     ex.latents["shared"].value = 2.0
     assert ex.decoded().shape == (8, 8) and ex.figure.value != scrubbed
-    assert set(ex.controls) == {"nets.frames.noise"}
+    assert set(ex.controls) == {
+        "lengthscale.shared",
+        "lengthscale.spikes",
+        "lengthscale.frames",
+        "nets.frames.noise",
+    }
+    ex.decode.value = False
+    figure = ex.figure.value
+    ex.controls["lengthscale.shared"].value = 0.3  # seconds: q and the figure change
+    assert abs(model.hyperparameters()["lengthscale.shared"] - 0.3) < 1e-6
+    assert ex.figure.value != figure
     score = ex.score.value
     ex.controls["nets.frames.noise"].value = 0.05
     assert abs(model.hyperparameters()["nets.frames.noise"] - 0.05) < 1e-6

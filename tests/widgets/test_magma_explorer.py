@@ -21,9 +21,11 @@ def test_explorer_renders_and_sliders_change_the_prediction(data):
     assert ex.figure.value[:4] == b"\x89PNG" and "ELBO" in ex.score.value
     assert "task_kernel.outputscale" in ex.controls
     before_png, before_pred = ex.figure.value, ex._pred["mean"].values.copy()
+    before_score = ex.score.value
     ex.controls["task_kernel.outputscale"].value = 50.0
     assert model.hyperparameters()["task_kernel.outputscale"] == 50.0
     assert ex.figure.value != before_png
+    assert ex.score.value != before_score and f"{model.elbo():.3f}" in ex.score.value
     assert not np.allclose(ex._pred["mean"].values, before_pred)
 
 
@@ -65,4 +67,6 @@ def test_fit_button_refits_with_the_chosen_k_and_hypothesis(data):
     assert ex.progress.value == ex.progress.max
     assert ex._pred.sizes["cluster"] == 2
     assert "task_kernel.outputscale" not in ex.controls  # task-specific: no shared slider
-    assert f"{ex.model.fit_elbo[-1]:.3f}" in ex.score.value
+    assert f"{ex.model.elbo():.3f}" in ex.score.value
+    # the ELBO after the fit's last M-step is no lower than the last one recorded before it
+    assert ex.model.elbo() >= ex.model.fit_elbo[-1] - 1e-6 * abs(ex.model.fit_elbo[-1])

@@ -41,6 +41,7 @@ from torch import nn
 
 from workbench.data.multimodal import TrialData, describe, trial_data
 from workbench.models.base import Model
+from workbench.models.gpvae_hyper import GPVAEHyperparameters
 from workbench.models.gpvae_modalities import make_modality
 from workbench.models.gpvae_outputs import gpvae_dataset, gpvae_inference_data, gpvae_scores
 from workbench.models.gpvae_priors import make_prior
@@ -51,7 +52,7 @@ __all__ = ["MultimodalGPVAE"]
 _names = itertools.count()
 
 
-class MultimodalGPVAE(Model):
+class MultimodalGPVAE(GPVAEHyperparameters, Model):
     """Multi-modal GP-VAE (Gondur et al., ICLR 2024) with Fourier-domain GP latents.
 
     Parameters
@@ -183,19 +184,6 @@ class MultimodalGPVAE(Model):
     def lengthscale_bins(self) -> torch.Tensor:
         """Per-latent lengthscales in bins (K,)."""
         return self.raw_lengthscale_constraint.transform(self.raw_lengthscale)
-
-    def hyperparameters(self) -> dict[str, float | list]:
-        """Lengthscales (time units) per latent and the Gaussian modalities' noise variances;
-        the networks' weights are not listed."""
-        if self.layout is None:
-            return {}
-        with torch.no_grad():
-            ell = (self.lengthscale_bins * self.layout["bin_width"]).tolist()
-            out: dict[str, float | list] = {"lengthscale": ell}
-            for m, net in self.nets.items():
-                if self.modalities[m] == "gaussian":
-                    out[f"nets.{m}.noise"] = float(net.noise)
-        return out
 
     # -- variational posterior -----------------------------------------------------------------
     def _q(self, arrays: Mapping[str, Any], n_bins: int):

@@ -37,6 +37,13 @@ class MagmaResults:
         grid, _ = self._grid(da)
         return da, grid, tau
 
+    def elbo(self) -> float:
+        """The ELBO at the current hyper-parameters: one E-step from the fit's memberships
+        (after a hyper-parameter was set by hand, e.g. in the explorer)."""
+        _, grid, tau = self._state()
+        with torch.no_grad():
+            return float(self._estep(grid, tau, update_tau=self.n_clusters > 1)[2])
+
     def memberships(self) -> xr.DataArray:
         """Posterior membership probabilities tau, ``DataArray(task, cluster)``."""
         da, grid, tau = self._state()

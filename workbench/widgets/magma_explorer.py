@@ -142,11 +142,11 @@ class MagmaExplorer(ModelExplorer):
             pred = self.model.predict(self.new, at=self.data["time"].values)
             labels = self.model.memberships().values.argmax(1)
             means = self.model.mean_processes()["mean"]
+            elbo = self.model.elbo()  # at the sliders' values, not the fit's last
         except Exception as err:  # shown to the user instead of lost in the kernel log
             self._show_error(err)
             return
         self._pred = pred
-        elbo = self.model.fit_elbo[-1] if self.model.fit_elbo else float("nan")
         weights = pred.membership.values
         best = int(np.argmax(weights))
         self.score.value = (

@@ -47,4 +47,5 @@ def control_for(spec: ParameterSpec, value: float) -> widgets.ValueWidget:
             layout=layout,
         )
     slider.add_class(css_class(spec.name))
+    slider.add_class("wb-hyper")  # every hyper-parameter control, for browser tests
     return slider
