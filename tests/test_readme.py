@@ -31,3 +31,13 @@ def test_readme_commands_match_ci():
     install = 'pip install torch==2.13.0 && pip install -e ".[test]" && workbench demo'
     assert install in readme and install in ci
     assert "\npython -m pytest\n" in readme and "\npython -m pytest\n" in ci
+
+
+def test_index_notebook_links_every_tutorial_with_a_binder_badge():
+    import json
+
+    index = json.loads((ROOT / "notebooks" / "index.ipynb").read_text())
+    text = "".join("".join(cell["source"]) for cell in index["cells"])
+    for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert f"]({notebook.name})" in text, notebook.name
+        assert f"urlpath=lab/tree/notebooks/{notebook.name}" in text, notebook.name
