@@ -333,9 +333,13 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
     def latent_moments(self, data) -> tuple[torch.Tensor, torch.Tensor]:
         """q's latent means and variances (trial, latent, time) given whichever modalities
         ``data`` holds (a missing modality's own latents stay at the prior)."""
-        prepared = self._prepare(data)
+        return self._moments_of(self._prepare(data).modalities)
+
+    def _moments_of(self, arrays: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """q's time marginals from already validated modality arrays."""
+        n_bins = next(iter(arrays.values())).values.shape[1]
         with torch.no_grad():
-            return self._q(prepared.modalities, len(prepared.time))[1]
+            return self._q(arrays, n_bins)[1]
 
     def posterior(self, data: xr.Dataset) -> xr.Dataset:
         """``latent_mean``/``latent_variance`` (trial, time, latent; ``group`` says shared or
@@ -343,14 +347,13 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
         features) from the latents inferred from the modalities in ``data``: leaving one out
         predicts it across modalities through the shared latents."""
         prepared = self._prepare(data)
-        mean, var = self.latent_moments(data)
-        return gpvae_dataset(self, prepared, mean, var)
+        return gpvae_dataset(self, prepared, *self._moments_of(prepared.modalities))
 
     def score(self, data: xr.Dataset) -> xr.Dataset:
         """Held-out reconstruction per modality in ``data``: from all modalities (``all``)
         and, with several, from the other ones only (``others``): mean squared error per
         value (Gaussian), negative log-likelihood per value (Poisson, Bernoulli)."""
-        return gpvae_scores(self, self._prepare(data, required=False), data)
+        return gpvae_scores(self, self._prepare(data))
 
     def to_inference_data(self, data: xr.Dataset, *, draws: int = 100, seed: int = 0) -> Any:
         """ArviZ container: ``posterior`` draws ``latents`` from q (chain, draw, trial, time,
@@ -358,7 +361,7 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
         if draws < 1:
             raise ValueError(f"expected draws >= 1, got {draws}")
         prepared = self._prepare(data)
-        mean, var = self.latent_moments(data)
+        mean, var = self._moments_of(prepared.modalities)
         return gpvae_inference_data(self, prepared, mean, var, draws, seed)
 
     def explore(self, data: xr.Dataset, **kwargs: Any) -> Any:

@@ -113,18 +113,19 @@ def _error(net, arr, mean, var) -> float:
     return float(err.sum() / arr.observed.sum())
 
 
-def gpvae_scores(model, prepared: TrialData, data) -> xr.Dataset:
+def gpvae_scores(model, prepared: TrialData) -> xr.Dataset:
     """Per-modality reconstruction scores from all modalities and from the others only."""
     names = list(prepared.modalities)
     rows = {"all": [], "others": []}
-    mean, var = model.latent_moments(data)
+    arrays = prepared.modalities
+    mean, var = model._moments_of(arrays)
     for m in names:
         idx = model.latent_index(m)
         arr = prepared.modalities[m]
         rows["all"].append(_error(model.nets[m], arr, mean[:, idx], var[:, idx]))
         rest = [n for n in names if n != m]
         if rest:
-            other_mean, other_var = model.latent_moments({n: data[n] for n in rest})
+            other_mean, other_var = model._moments_of({n: arrays[n] for n in rest})
             rows["others"].append(_error(model.nets[m], arr, other_mean[:, idx], other_var[:, idx]))
         else:
             rows["others"].append(np.nan)
