@@ -158,6 +158,7 @@ def _state(page) -> tuple[str, str]:
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_notebook_runs_and_its_explorer_responds(lab, browser, notebook, tmp_path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
     base, token = lab
@@ -178,7 +179,7 @@ def test_notebook_runs_and_its_explorer_responds(lab, browser, notebook, tmp_pat
         figure, score = _state(page)
         assert figure and score
         # a hyper-parameter slider (a lengthscale where there is one), moved by keyboard,
-        # redraws the figure and the score
+        # redraws the figure and the score once the burst of moves is over (debounced)
         sliders = explorer.locator('.wb-hyper[class*="lengthscale"]')
         if sliders.count() == 0:
             sliders = explorer.locator(".wb-hyper")
@@ -186,16 +187,23 @@ def test_notebook_runs_and_its_explorer_responds(lab, browser, notebook, tmp_pat
         handle.focus()
         for _ in range(3):
             handle.press("ArrowRight")
-        page.wait_for_function(
-            "([f, s]) => { const e = document.querySelector('.wb-explorer');"
-            " return e.querySelector('.wb-figure').getAttribute('src') !== f"
-            " && e.querySelector('.wb-score').innerText !== s; }",
-            arg=[figure, score],
-            timeout=120_000,
-        )
-        assert explorer.locator(".wb-status").first.inner_text().strip() == ""
-        # the fit button runs to a full progress bar, without an error in the status line
-        explorer.locator(".wb-fit").first.click()
+        try:
+            page.wait_for_function(
+                "([f, s]) => { const e = document.querySelector('.wb-explorer');"
+                " return e.querySelector('.wb-figure').getAttribute('src') !== f"
+                " && e.querySelector('.wb-score').innerText !== s"
+                " && e.querySelector('.wb-status').innerText.trim() === ''; }",
+                arg=[figure, score],
+                timeout=120_000,
+            )
+        except PlaywrightTimeout as err:
+            status = explorer.locator(".wb-status").first.inner_text()
+            raise AssertionError(f"the slider did not redraw; status: {status!r}") from err
+        # the fit button, pressed from the keyboard, runs to a full progress bar without an
+        # error in the status line
+        fit = explorer.locator(".wb-fit").first
+        fit.focus()
+        fit.press("Enter")
         page.wait_for_function(
             "() => { const e = document.querySelector('.wb-explorer');"
             " const bar = e.querySelector('.wb-progress .progress-bar');"

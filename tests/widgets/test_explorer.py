@@ -106,3 +106,120 @@ def test_unshared_model_explorer_offers_only_member_controls():
     model.fit(da, steps=1, progress=False)
     ex = model.explore(da)
     assert ex.controls and all(name.startswith("members.") for name in ex.controls)
+
+
+def _timed_data() -> xr.DataArray:
+    da = _data()
+    da["time"].attrs = {"long_name": "time", "units": "s"}
+    return da
+
+
+def test_slider_labels_carry_units_from_the_data_attrs():
+    kernel = wb.kernels.HidaMaternKernel(order=1, lengthscale=2.0, frequency=1.0)
+    ex = wb.MarkovGP(kernel, noise=0.05).explore(_timed_data())
+    labels = {name: c.description for name, c in ex.controls.items()}
+    assert labels["kernel.lengthscale"].endswith("[s]")
+    assert labels["kernel.frequency"].endswith("[rad/s]")
+    assert labels["noise"].endswith("[(mV)^2]")
+    assert labels["kernel.outputscale"].endswith("[(mV)^2]")
+
+
+def test_units_are_left_out_when_the_data_has_none():
+    ex = _explorer()  # time coordinate without units
+    assert "[" not in ex.controls["kernel.base_kernel.lengthscale"].description
+    assert ex.controls["noise"].description.endswith("[(mV)^2]")
+
+
+def test_a_burst_of_browser_moves_redraws_once_after_the_quiet_period():
+    import asyncio
+
+    ex = _explorer()
+    calls = []
+    ex.refresh = lambda: calls.append(ex.model.hyperparameters()["noise"])
+    slider = ex.controls["noise"]
+    image = ex.figure.value
+
+    async def burst() -> None:
+        for value in (0.1, 0.2, 0.3, 0.4):
+            slider.set_state({"value": value})  # what a frontend update does
+            await asyncio.sleep(0.01)
+        assert calls == [] and "updating" in ex.status.value
+        # the model already holds the last value, so save() keeps it before the redraw
+        assert ex.model.hyperparameters()["noise"] == pytest.approx(0.4)
+        await asyncio.sleep(ex._debounce.delay + 0.2)
+
+    asyncio.run(burst())
+    assert calls == [pytest.approx(0.4)]
+    assert ex.figure.value == image  # the spy replaced the redraw
+
+
+def test_python_side_changes_redraw_at_once_even_in_a_running_loop():
+    import asyncio
+
+    ex = _explorer()
+    image = ex.figure.value
+
+    async def move() -> None:
+        ex.controls["kernel.base_kernel.lengthscale"].value = 0.05
+        assert ex.figure.value != image
+
+    asyncio.run(move())
+
+
+def test_a_failing_deferred_redraw_is_shown_in_the_status():
+    import asyncio
+
+    ex = _explorer()
+
+    def broken() -> None:
+        raise RuntimeError("redraw failed")
+
+    ex.refresh = broken
+
+    async def move() -> None:
+        ex.controls["noise"].set_state({"value": 0.3})
+        await asyncio.sleep(ex._debounce.delay + 0.2)
+
+    asyncio.run(move())
+    assert "RuntimeError: redraw failed" in ex.status.value
+
+
+def test_fit_shows_a_busy_state_while_it_runs():
+    ex = _explorer()
+    seen = []
+    fit = ex.model.fit
+
+    def spy(*args, **kwargs):
+        seen.append(
+            (
+                ex.fit_button.disabled,
+                all(c.disabled for c in ex.controls.values()),
+                "wb-busy" in ex._dom_classes,
+                "fitting" in ex.status.value,
+                ex.fit_button.description,
+            )
+        )
+        return fit(*args, **kwargs)
+
+    ex.model.fit = spy
+    ex.run_fit()
+    assert seen == [(True, True, True, True, "fitting…")]
+    assert not ex.fit_button.disabled and "wb-busy" not in ex._dom_classes
+    assert ex.fit_button.description == "fit"
+
+
+def test_fit_runs_pending_redraws_first():
+    import asyncio
+
+    ex = _explorer()
+    order = []
+    ex.refresh = lambda: order.append("refresh")
+    ex._fit = lambda steps: order.append("fit")
+    ex._after_fit = lambda: order.append("after fit")
+
+    async def move_then_fit() -> None:
+        ex.controls["noise"].set_state({"value": 0.3})
+        ex.run_fit()
+
+    asyncio.run(move_then_fit())
+    assert order == ["refresh", "fit", "after fit"]

@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
+import numpy as np
 import xarray as xr
 
-from workbench.widgets.specs import control_for
+from workbench.widgets.debounce import Debouncer, from_frontend
+from workbench.widgets.specs import control_for, parameter_units
 from workbench.widgets.views import posterior_png
 
 __all__ = ["ModelExplorer"]
+
+BUSY = "<i class='wb-busy-text'>{}…</i>"
+
+
+def _attr_units(obj: Any) -> str | None:
+    units = getattr(obj, "attrs", {}).get("units")
+    return str(units) if units else None
 
 
 class ModelExplorer(widgets.HBox):
     """Interactive view of a model on one dataset.
 
     Moving a slider sets that hyper-parameter on the model itself (so ``model.save()`` keeps
-    it) and redraws the posterior; "fit" runs ``model.fit`` with a progress bar. Errors are shown
-    in the widget's status line. All content is set through widget state (``Image``/``HTML``),
-    so the explorer renders the same in JupyterLab, in nbval and in headless tests.
+    it) and redraws the posterior, once per burst of moves (debounced); "fit" runs ``model.fit``
+    with a progress bar while the controls are disabled. Sliders are labelled with units from
+    the data's ``units`` attrs. Errors are shown in the widget's status line. All content is
+    set through widget state (``Image``/``HTML``), so the explorer renders the same in
+    JupyterLab, in nbval and in headless tests.
 
     Parameters
     ----------
@@ -33,16 +45,22 @@ class ModelExplorer(widgets.HBox):
         The modelled dimension.
     fit_steps : int
         Iterations run by the "fit" button.
+    debounce : float
+        Seconds of quiet after the last slider move in the browser before the redraw.
     """
 
     def __init__(
-        self, model: Any, data: xr.DataArray, dim: str = "time", *, fit_steps: int = 20
+        self,
+        model: Any,
+        data: xr.DataArray,
+        dim: str = "time",
+        *,
+        fit_steps: int = 20,
+        debounce: float = 0.3,
     ) -> None:
         self.model, self.data, self.dim, self.fit_steps = model, data, dim, fit_steps
-        values = model.hyperparameters()
-        self.controls = {s.name: control_for(s, values[s.name]) for s in model.parameter_specs()}
-        for control in self.controls.values():
-            control.observe(self._on_change, names="value")
+        self._debounce = Debouncer(debounce, self._show_error)
+        self.controls = self._make_controls()
         self.fit_button = widgets.Button(
             description="fit", icon="play", tooltip=f"run {fit_steps} optimiser iterations"
         )
@@ -60,6 +78,7 @@ class ModelExplorer(widgets.HBox):
             [*self.controls.values(), self.fit_button, self.progress, self.status],
             layout=widgets.Layout(min_width="360px"),
         )
+        left.add_class("wb-controls")
         super().__init__([left, widgets.VBox([self.score, self.figure])])
         self.add_class("wb-explorer")
         self.refresh()
@@ -89,6 +108,7 @@ class ModelExplorer(widgets.HBox):
 
     def run_fit(self, steps: int | None = None) -> None:
         """Fit the model (busy state, progress bar), then update sliders and figure."""
+        self._debounce.flush()  # pending slider moves first, so the fit starts from them
         steps = steps or self.fit_steps
         self.progress.max, self.progress.value = steps, 0
         self._set_busy(True)
@@ -115,16 +135,53 @@ class ModelExplorer(widgets.HBox):
     def _after_fit(self) -> None:
         self.refresh()
 
-    def _on_change(self, change: dict) -> None:
+    def watch(self, control: widgets.ValueWidget, then: Callable[[], Any]) -> None:
+        """Call ``then`` (a redraw) when ``control``'s value changes: debounced for changes
+        made in the browser, at once for changes made from Python. Errors go to the status."""
+        control.observe(lambda change: self._changed(change, None, then), names="value")
+
+    def units(self, name: str) -> str | None:
+        """Units of hyper-parameter ``name`` from the data's and the coordinate's attrs (for a
+        Dataset, of the variable the name mentions)."""
+        values = self.data
+        if isinstance(values, xr.Dataset):
+            var = next((p for p in name.split(".") if p in values.data_vars), None)
+            values = values[var] if var is not None else None
+        return parameter_units(name, self._time_units(), _attr_units(values))
+
+    def _make_controls(self) -> dict[str, widgets.ValueWidget]:
+        values = self.model.hyperparameters()
+        controls = {}
+        for spec in self.model.parameter_specs():
+            control = control_for(spec, values[spec.name], self.units(spec.name))
+            control.observe(
+                lambda change, name=spec.name: self._changed(change, name, self.refresh),
+                names="value",
+            )
+            controls[spec.name] = control
+        return controls
+
+    def _changed(self, change: dict, name: str | None, then: Callable[[], Any]) -> None:
         if getattr(self, "_syncing", False):
             return
-        name = next(n for n, c in self.controls.items() if c is change["owner"])
-        try:
-            self.model.set_hyperparameter(name, change["new"])
-        except Exception as err:
-            self._show_error(err)
-            return
-        self.refresh()
+        if name is not None:  # the model holds the value at once, so save() keeps it
+            try:
+                self.model.set_hyperparameter(name, change["new"])
+            except Exception as err:
+                self._show_error(err)
+                return
+        deferred = from_frontend(change)
+        if deferred:
+            self.status.value = BUSY.format("updating")
+        self._debounce(then, defer=deferred)
+
+    def _time_units(self) -> str | None:
+        coord = self.data[self.dim] if self.dim in self.data.coords else None
+        if coord is None:
+            return None
+        if np.issubdtype(coord.dtype, np.datetime64):
+            return getattr(self.model, "time_unit", None)
+        return _attr_units(coord)
 
     def _sync_controls(self) -> None:
         values = self.model.hyperparameters()
@@ -138,7 +195,9 @@ class ModelExplorer(widgets.HBox):
     def _set_busy(self, busy: bool) -> None:
         for control in (*self.controls.values(), self.fit_button):
             control.disabled = busy
-        self.status.value = "<i>fitting…</i>" if busy else ""
+        self.fit_button.description = "fitting…" if busy else "fit"
+        (self.add_class if busy else self.remove_class)("wb-busy")
+        self.status.value = BUSY.format("fitting") if busy else ""
 
     def _show_error(self, err: Exception) -> None:
         text = html.escape(f"{type(err).__name__}: {err}")

@@ -113,10 +113,10 @@ class GPVAEExplorer(ModelExplorer):
             (self.decode, "wb-decode"),
         ):
             w.add_class(cls)
-            w.observe(lambda _: self._redraw(), names="value")
+            self.watch(w, self._redraw)
         for slider in self.latents.values():
             slider.add_class("wb-latent-value")
-            slider.observe(lambda _: self._redraw(), names="value")
+            self.watch(slider, self._redraw)
         super().__init__(model, data, model.time_dim, fit_steps=fit_steps)
         left = self.children[0]
         left.children = (self.trial, self.time, self.decode, *self.latents.values(), *left.children)

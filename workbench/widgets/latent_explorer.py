@@ -72,7 +72,7 @@ class LatentExplorer(ModelExplorer):
         self.trial.add_class("wb-trial")
         self.latent.add_class("wb-latent")
         for picker in (self.trial, self.latent):
-            picker.observe(lambda _: self._redraw(), names="value")
+            self.watch(picker, self._redraw)
         super().__init__(model, data, "time", fit_steps=fit_steps)
         left = self.children[0]
         left.children = (self.trial, self.latent, *left.children)

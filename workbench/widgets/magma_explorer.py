@@ -12,7 +12,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from workbench.widgets.explorer import ModelExplorer
-from workbench.widgets.specs import control_for
 from workbench.widgets.views import axis_label
 
 __all__ = ["MagmaExplorer", "magma_png"]
@@ -174,9 +173,5 @@ class MagmaExplorer(ModelExplorer):
         self._rebuild_controls()  # the new model's (scalar) hyper-parameters
 
     def _rebuild_controls(self) -> None:
-        values = self.model.hyperparameters()
-        specs = self.model.parameter_specs()
-        self.controls = {s.name: control_for(s, values[s.name]) for s in specs}
-        for control in self.controls.values():
-            control.observe(self._on_change, names="value")
+        self.controls = self._make_controls()
         self._layout()

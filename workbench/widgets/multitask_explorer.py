@@ -67,7 +67,7 @@ class MultitaskExplorer(ModelExplorer):
         )
         for name in ("tasks", "hide_task", "window"):
             getattr(self, name).add_class(f"wb-{name.replace('_', '-')}")
-            getattr(self, name).observe(lambda _: self.refresh(), names="value")
+            self.watch(getattr(self, name), self.refresh)
         super().__init__(model, data, "time", fit_steps=fit_steps)
         left = self.children[0]
         left.children = (self.tasks, self.hide_task, self.window, *left.children)

@@ -57,7 +57,8 @@ class SparseGPExplorer(ModelExplorer):
         self.rho = widgets.FloatSlider(value=model.rho, min=1.0, max=5.0, step=0.25,
                                        description="rho", continuous_update=False)  # fmt: skip
         self.rho.add_class("wb-rho")
-        self.rho.observe(self._on_rho, names="value")
+        self.rho.observe(self._set_rho, names="value")  # on the model at once: save() keeps it
+        self.watch(self.rho, self.refresh)
         super().__init__(model, data, "point", fit_steps=fit_steps)
         left = self.children[0]
         left.children = (self.rho, *left.children)
@@ -65,9 +66,16 @@ class SparseGPExplorer(ModelExplorer):
     def __repr__(self) -> str:
         return f"SparseGPExplorer(SparseInverseCholeskyGP, rho={self.model.rho})"
 
-    def _on_rho(self, change: dict) -> None:
+    def units(self, name: str) -> str | None:
+        """Lengthscales in the inputs' units when they share one; the model standardises the
+        data, so its variances have no data units."""
+        if "lengthscale" not in name:
+            return None
+        found = {self.data[i].attrs.get("units") for i in self.points.inputs}
+        return found.pop() if len(found) == 1 and None not in found else None
+
+    def _set_rho(self, change: dict) -> None:
         self.model.rho = float(change["new"])
-        self.refresh()
 
     def refresh(self) -> None:
         """Rebuild q at the current settings, predict on the map grid, redraw."""
