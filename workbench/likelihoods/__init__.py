@@ -12,6 +12,7 @@ from workbench.likelihoods.registry import LIKELIHOODS as LIKELIHOODS
 from workbench.likelihoods.registry import likelihood_from_spec as likelihood_from_spec
 from workbench.likelihoods.registry import likelihood_to_spec as likelihood_to_spec
 from workbench.likelihoods.registry import make_likelihood as make_likelihood
+from workbench.likelihoods.sampling import sample_observations as sample_observations
 from workbench.likelihoods.student_t import StudentT as StudentT
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "likelihood_from_spec",
     "likelihood_to_spec",
     "make_likelihood",
+    "sample_observations",
 ]

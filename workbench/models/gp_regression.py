@@ -30,6 +30,7 @@ from workbench.likelihoods import (
     make_likelihood,
 )
 from workbench.models.base import Model, Posterior
+from workbench.models.regression_samples import regression_inference_data
 from workbench.models.training import optimize
 
 __all__ = ["GPRegression"]
@@ -331,6 +332,27 @@ class GPRegression(Model):
         return template.copy(
             data=values.transpose([obs.batch_dims.index(str(d)) for d in template.dims])
         )
+
+    def to_inference_data(
+        self,
+        da: xr.DataArray,
+        dim: str = "time",
+        num_samples: int = 200,
+        *,
+        log_likelihood: bool = True,
+        seed: int = 0,
+    ) -> Any:
+        r"""ArviZ groups for ``da`` with its own dims and coords: ``posterior`` (joint draws of
+        the latent ``f``, one chain), ``posterior_predictive`` (replicated data),
+        ``observed_data`` and pointwise ``log_likelihood`` :math:`\log p(y_t \mid f_t)`.
+
+        The hyper-parameters are the fitted point values (for their posterior, see
+        ``sample_hyperparameters`` on ``MarkovGP``). Data with missing values put the
+        observed points on one ``obs`` dim (the data's coordinates along it), so ``az.loo``
+        and ``az.plot_ppc`` see finite values only. Draws are exact (see
+        :func:`~workbench.models.regression_samples.posterior_draws`) and seeded.
+        """
+        return regression_inference_data(self, da, dim, num_samples, log_likelihood, seed)
 
     def posterior(
         self,

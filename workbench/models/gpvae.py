@@ -357,7 +357,8 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
 
     def to_inference_data(self, data: xr.Dataset, *, draws: int = 100, seed: int = 0) -> Any:
         """ArviZ container: ``posterior`` draws ``latents`` from q (chain, draw, trial, time,
-        latent), ``log_likelihood`` per modality and bin, ``observed_data``."""
+        latent), ``posterior_predictive`` replicates and ``log_likelihood`` per modality and bin,
+        ``observed_data``."""
         if draws < 1:
             raise ValueError(f"expected draws >= 1, got {draws}")
         prepared = self._prepare(data)

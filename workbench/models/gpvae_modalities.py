@@ -69,6 +69,10 @@ class Modality(nn.Module):
         """log p(x_t | z_t) summed over the observed features, (trial, time)."""
         raise NotImplementedError
 
+    def sample(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One draw of x given latents z (trial, latent, time): (trial, time, features)."""
+        raise NotImplementedError
+
 
 class PoissonModality(Modality):
     r"""Spike counts with the GPFA-style readout :math:`y_{nt} \sim
@@ -115,6 +119,9 @@ class PoissonModality(Modality):
 
     def log_prob(self, x, observed, z):
         return (dist.Poisson(torch.exp(self._eta(z))).log_prob(x) * observed).sum(-1)
+
+    def sample(self, z, generator):
+        return torch.poisson(torch.exp(self._eta(z)), generator=generator)
 
 
 class DecodedModality(Modality):
@@ -177,6 +184,13 @@ class DecodedModality(Modality):
 
     def log_prob(self, x, observed, z):
         return (self._distribution(z).log_prob(x) * observed).sum(-1)
+
+    def sample(self, z, generator):
+        law = self._distribution(z)
+        if self.kind == "bernoulli":
+            return torch.bernoulli(law.probs, generator=generator)
+        eps = torch.randn(law.loc.shape, generator=generator, dtype=law.loc.dtype)
+        return law.loc + law.scale * eps
 
 
 class _ConvDecoder(nn.Module):

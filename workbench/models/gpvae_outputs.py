@@ -67,12 +67,13 @@ def gpvae_dataset(model, prepared: TrialData, mean: torch.Tensor, var: torch.Ten
 
 
 def gpvae_inference_data(model, prepared: TrialData, mean, var, draws: int, seed: int) -> Any:
-    """Draws of the latents' time marginals from q with per-bin log-likelihoods."""
+    """Draws of the latents' time marginals from q, replicated data and per-bin
+    log-likelihoods."""
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn((draws, *mean.shape), generator=gen, dtype=mean.dtype)
     z = mean + var.sqrt() * noise  # (draw, trial, latent, time)
-    log_lik = {}
-    observed = {}
+    log_lik, observed, replicated = {}, {}, {}
+    dims = (model.trial_dim, model.time_dim)
     with torch.no_grad():
         for m, arr in prepared.modalities.items():
             idx = model.latent_index(m)
@@ -80,16 +81,26 @@ def gpvae_inference_data(model, prepared: TrialData, mean, var, draws: int, seed
             values = [net.log_prob(arr.values, arr.observed, z[d][:, idx]) for d in range(draws)]
             log_lik[m] = torch.stack(values)[None].numpy().astype(np.float64)
             fdims, fcoords, sizes = _feature_layout(model, prepared, m)
+            coords = {model.trial_dim: prepared.trials, model.time_dim: prepared.time} | fcoords
             x = np.where(arr.observed.numpy() > 0, arr.values.numpy(), np.nan)
             observed[m] = xr.DataArray(
-                x.reshape(*x.shape[:2], *sizes).astype(np.float64),
-                dims=(model.trial_dim, model.time_dim, *fdims),
-                coords={model.trial_dim: prepared.trials, model.time_dim: prepared.time} | fcoords,
-            )
+                x.reshape(*x.shape[:2], *sizes).astype(np.float64), dims=(*dims, *fdims),
+                coords=coords,
+            )  # fmt: skip
+            rep = torch.stack([net.sample(z[d][:, idx], gen) for d in range(draws)])
+            replicated[m] = xr.DataArray(
+                rep.numpy().reshape(1, draws, *x.shape[:2], *sizes).astype(np.float64),
+                dims=("chain", "draw", *dims, *fdims), coords=coords,
+            )  # fmt: skip
     latent = z.transpose(2, 3)[None].numpy().astype(np.float64)  # (1, draw, trial, time, K)
-    dims = (model.trial_dim, model.time_dim)
+    groups = {
+        "posterior": {"latents": latent},
+        "posterior_predictive": replicated,
+        "log_likelihood": log_lik,
+        "observed_data": observed,
+    }
     return samples_to_inference_data(
-        {"posterior": {"latents": latent}, "log_likelihood": log_lik, "observed_data": observed},
+        groups,
         dims={"latents": [*dims, "latent"], **{m: list(dims) for m in log_lik}},
         coords={
             model.trial_dim: prepared.trials,

@@ -9,11 +9,9 @@ import numpy as np
 import torch
 import xarray as xr
 from scipy.spatial import cKDTree
-from scipy.special import ndtri
 
-from workbench.data.spatial import spatial_data, to_grid
+from workbench.data.spatial import spatial_data
 from workbench.inference.dkl import column_terms, elbo_from_terms
-from workbench.io import make_attrs
 from workbench.kernels import kernel_from_spec, kernel_to_spec
 from workbench.likelihoods import (
     Gaussian,
@@ -25,6 +23,7 @@ from workbench.likelihoods import (
 from workbench.linalg.factor import kl_factor, solve_upper, solve_upper_transposed
 from workbench.linalg.ic0 import ic0_robust
 from workbench.models.base import Model
+from workbench.models.sic_outputs import SparseOutputsMixin
 from workbench.models.sic_state import (
     OrderedData,
     order_data,
@@ -37,7 +36,7 @@ from workbench.progress import progress_bar
 __all__ = ["SparseInverseCholeskyGP"]
 
 
-class SparseInverseCholeskyGP(Model):
+class SparseInverseCholeskyGP(SparseOutputsMixin, Model):
     r"""Latent GP :math:`f \sim GP(c, k)`, :math:`y_i \mid f \sim p(y_i \mid f(x_i))`, with
     the double-KL variational approximation of Cao, Kang, Jimenez, Sang, Schäfer and Katzfuss
     (ICML 2023).
@@ -350,50 +349,3 @@ class SparseInverseCholeskyGP(Model):
                 means.append(mu - (u_c * (self.nu[c] - mu)).sum(1) / u_t)
                 variances.append(predictive_variance(data, c, u_c, V) / u_t.square())
         return torch.cat(means), torch.cat(variances)
-
-    def posterior(
-        self, at: Any = None, *, ci_prob: float = 0.95, observation_noise: bool = False
-    ) -> xr.Dataset:
-        """Posterior of the latent function: at every cell of the training grid (gridded data,
-        ``at=None``), at the training points (points data), or at ``at`` (a DataArray with the
-        same input coordinates, or an (s, d) array). ``mean``, ``variance``, ``lower``,
-        ``upper``; ``observation_noise=True`` adds the Gaussian noise."""
-        if self.data is None:
-            raise RuntimeError("expected a fitted model (call fit first)")
-        template = self._template
-        if at is None and template.ndim > 1:
-            axes = np.meshgrid(*[np.asarray(template[dim].values, float) for dim in template.dims],
-                               indexing="ij")  # fmt: skip
-            X_new = np.stack([a.reshape(-1) for a in axes], 1)
-        elif at is None:
-            X_new = spatial_data(template.fillna(0.0), self.inputs).X
-        elif isinstance(at, xr.DataArray):
-            X_new = spatial_data(at.fillna(0.0), self.inputs).X
-        else:
-            X_new = np.atleast_2d(np.asarray(at, np.float64))
-        mean, var = self.predict_latent(X_new)
-        if observation_noise:
-            if not isinstance(self.likelihood, Gaussian):
-                raise ValueError("observation_noise=True needs likelihood='gaussian'")
-            var = var + self.likelihood.noise.detach()
-        half = float(ndtri(0.5 + ci_prob / 2)) * var.sqrt()
-        loc, scale = float(self.y_loc), float(self.y_scale)
-        mean, var, half = loc + scale * mean, scale**2 * var, scale * half
-        out = {"mean": mean, "variance": var, "lower": mean - half, "upper": mean + half}
-        if at is None and template.ndim > 1:
-            ds = xr.Dataset({k: to_grid(template, v.cpu().numpy(), k) for k, v in out.items()})
-        else:
-            source = template if at is None else at
-            if isinstance(source, xr.DataArray):
-                values = {k: (source.dims, v.cpu().numpy()) for k, v in out.items()}
-                ds = xr.Dataset(values, coords=source.coords)
-            else:
-                ds = xr.Dataset({k: (("point",), v.cpu().numpy()) for k, v in out.items()})
-        units = template.attrs.get("units")
-        for name in ds.data_vars:
-            ds[name].attrs = {"long_name": f"posterior {name} of {template.name or 'the data'}"}
-            if units is not None:
-                ds[name].attrs["units"] = f"({units})^2" if name == "variance" else units
-        ds.attrs = make_attrs(type(self).__name__, self.hyperparameters(), rho=self.rho,
-                              ci_prob=ci_prob, observation_noise=observation_noise)  # fmt: skip
-        return ds
