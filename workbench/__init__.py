@@ -10,6 +10,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from workbench import (
+    accessor,  # noqa: F401  (registers the ``da.wb`` accessor)
     data,
     errors,
     inference,

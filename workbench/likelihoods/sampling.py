@@ -27,15 +27,15 @@ def sample_observations(
         if isinstance(likelihood, Gaussian):
             return f + likelihood.noise.to(f).sqrt() * _normal(f, generator)
         if isinstance(likelihood, Poisson):
-            return torch.poisson(likelihood.rate(f), generator=generator)
+            return _on(torch.poisson, likelihood.rate(f), generator)
         if isinstance(likelihood, Bernoulli):
             p = torch.sigmoid(f) if likelihood.link == "logit" else torch.special.ndtr(f)
-            return torch.bernoulli(p, generator=generator)
+            return _on(torch.bernoulli, p, generator)
         if isinstance(likelihood, NegativeBinomial):
             r = likelihood.dispersion.to(f)
             mean = likelihood.bin_width * torch.exp(f)
             rate = _gamma(r.expand_as(f), generator) * mean / r
-            return torch.poisson(rate, generator=generator)
+            return _on(torch.poisson, rate, generator)
         if isinstance(likelihood, StudentT):
             nu, s = likelihood.df.to(f), likelihood.scale.to(f)
             precision = _gamma((0.5 * nu).expand_as(f), generator) / (0.5 * nu)
@@ -46,8 +46,14 @@ def sample_observations(
     )
 
 
+def _on(draw, param: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``draw(param)`` on the generator's device (torch samplers need the two together)."""
+    return draw(param.to(generator.device), generator=generator).to(param.device)
+
+
 def _normal(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+    draws = torch.randn(like.shape, generator=generator, dtype=like.dtype, device=generator.device)
+    return draws.to(like.device)
 
 
 def _gamma(shape: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

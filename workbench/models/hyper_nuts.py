@@ -6,32 +6,27 @@ O(T) Kalman filter, differentiable in :math:`\theta`, so NUTS samples
 .. math::
     p(\theta \mid y) \propto p(\theta)\, p(y \mid \theta)
 
-directly, with the latent function integrated out exactly. The Pyro model draws each sampled
-scalar hyper-parameter from its prior on its natural scale (``pyro.sample(name, prior)``; NUTS
-works on the unconstrained scale given by the prior's support) and adds the likelihood with
-``pyro.factor("lml", log_marginal_likelihood)``.
+directly, with the latent function integrated out exactly. Each sampled scalar hyper-parameter
+:math:`\theta_i` has a prior on its natural scale (a torch/Pyro distribution); NUTS (Pyro's, with
+step-size and diagonal mass-matrix adaptation) moves on :math:`z_i` with
+:math:`\theta_i = b_i(z_i)`, :math:`b_i` = ``biject_to(prior.support)`` (e.g. exp for a LogNormal
+prior), i.e. on the potential
 
-Default priors (:func:`default_priors`), centred on the model's *current* values (after
-``fit`` these are the maximum marginal-likelihood values, an empirical-Bayes centring; pass
-explicit ``priors`` for a fully prior-specified analysis):
+.. math::
+    U(z) = -\Big[\log p(y \mid \theta) + \sum_i \log p(\theta_i)
+           + \log\Big|\frac{d\theta_i}{dz_i}\Big|\Big].
 
-========================================  ===========================================
-hyper-parameter                           default prior
-========================================  ===========================================
-positive (lengthscale, outputscale,       ``LogNormal(log v, 1.5)``: ×/÷ 4.5 at one sd
-noise)
-``*.frequency`` (HM kernels; the kernel   ``LogNormal(log |v|, 1.5)``, ``HalfNormal(1)``
-depends on :math:`|\omega|` only)         if v = 0
-unconstrained (``mean``, ``slope``)       ``Normal(v, 2 max(|v|, 1))``
-========================================  ===========================================
+(This is what a Pyro model with ``pyro.sample(name, prior)`` sites and
+``pyro.factor("lml", ...)`` compiles to; writing the potential directly halves the per-step
+overhead.)
+
+Default priors: :func:`workbench.models.hyper_priors.default_priors`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
-import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -40,94 +35,15 @@ import torch
 import xarray as xr
 
 from workbench.data import Observations
-from workbench.errors import ValueRangeError
-from workbench.io.arviz import check_num_samples, samples_to_inference_data
+from workbench.io.arviz import check_num_samples
 from workbench.io.attrs import make_attrs
+from workbench.models.hyper_outputs import check_model, hyper_inference_data, replicate_draws
+from workbench.models.hyper_priors import describe, resolve_priors
 from workbench.progress import progress_bar
-from workbench.ssm import sample_state_space_prior
 
-__all__ = ["default_priors", "pointwise_log_likelihood", "sample_hyperparameters"]
+__all__ = ["sample_hyperparameters"]
 
-_LOG_SD = 1.5  # default prior sd of log(positive hyper-parameter)
 _INIT_RADIUS = 1.0  # chains start uniformly within ±1 (unconstrained) of the current values
-
-
-def _scalar_constraints(model: Any) -> dict[str, Any]:
-    """Scalar hyper-parameters, name -> GPyTorch constraint (or None)."""
-    return {name: c for name, p, c in model._constrained() if p.numel() == 1}
-
-
-def default_priors(model: Any, fixed: Iterable[str] = ()) -> dict[str, Any]:
-    """The default prior of every scalar hyper-parameter not in ``fixed`` (see the module
-    docstring), as Pyro distributions keyed by the names of ``model.hyperparameters()``."""
-    import pyro.distributions as dist
-
-    values, out = model.hyperparameters(), {}
-    for name, constraint in _scalar_constraints(model).items():
-        if name in set(fixed):
-            continue
-        v = torch.tensor(float(values[name]), dtype=torch.float64)
-        lower = -math.inf if constraint is None else float(constraint.lower_bound)
-        upper = math.inf if constraint is None else float(constraint.upper_bound)
-        if name.rpartition(".")[2] == "frequency" and constraint is None:
-            out[name] = (
-                dist.LogNormal(v.abs().log(), _LOG_SD) if v != 0 else dist.HalfNormal(v.new_ones(()))
-            )
-        elif math.isfinite(lower) and math.isfinite(upper):
-            out[name] = dist.Uniform(v.new_tensor(lower), v.new_tensor(upper))
-        elif math.isfinite(lower) and 0.0 <= lower <= 1e-6 and not math.isfinite(upper):
-            out[name] = dist.LogNormal(v.log(), _LOG_SD)
-        elif constraint is None:
-            out[name] = dist.Normal(v, 2.0 * max(abs(float(v)), 1.0))
-        else:
-            raise ValueError(
-                f"expected an explicit prior for {name!r} (constraint {constraint}), got none"
-            )
-    return out
-
-
-def _resolve_priors(model: Any, priors: Mapping | None, fixed: Iterable[str]) -> dict[str, Any]:
-    constraints = _scalar_constraints(model)
-    priors, fixed = dict(priors or {}), list(fixed)
-    names = sorted(constraints)
-    unknown = sorted(set(priors) - set(names)) + sorted(set(fixed) - set(names))
-    if unknown:
-        raise ValueError(f"expected hyper-parameter names among {names}, got unknown {unknown}")
-    both = sorted(set(priors) & set(fixed))
-    if both:
-        raise ValueError(f"expected each name in either `priors` or `fixed`, got both: {both}")
-    out = default_priors(model, fixed=[*fixed, *priors])
-    for name, prior in priors.items():
-        _check_prior(name, prior, constraints[name])
-        out[name] = prior
-    if not out:
-        raise ValueError(f"expected at least one hyper-parameter to sample, got all fixed: {fixed}")
-    return {name: out[name] for name in names if name in out}  # model order
-
-
-def _check_prior(name: str, prior: Any, constraint: Any) -> None:
-    if not isinstance(prior, torch.distributions.Distribution):
-        raise TypeError(
-            f"expected a torch/pyro Distribution as the prior of {name!r}, got "
-            f"{type(prior).__name__}"
-        )
-    if prior.batch_shape != () or prior.event_shape != ():
-        raise ValueError(
-            f"expected a scalar prior for {name!r}, got batch_shape {tuple(prior.batch_shape)} "
-            f"and event_shape {tuple(prior.event_shape)}"
-        )
-    if constraint is None:
-        return
-    support = prior.support
-    low = float(getattr(support, "lower_bound", -math.inf))
-    high = float(getattr(support, "upper_bound", math.inf))
-    lower, upper = float(constraint.lower_bound), float(constraint.upper_bound)
-    low_ok = low >= lower or (0.0 <= low and lower <= 1e-6)  # e.g. noise > 1e-8, LogNormal
-    if not (low_ok and high <= upper):
-        raise ValueRangeError(
-            f"expected a prior for {name!r} supported within its range ({lower:g}, {upper:g}), "
-            f"got support {support} of {type(prior).__name__}; use e.g. LogNormal or Gamma"
-        )
 
 
 class _LogMarginal(torch.nn.Module):
@@ -143,7 +59,7 @@ class _LogMarginal(torch.nn.Module):
     def forward(self) -> torch.Tensor:
         return self.model._log_marginals(self.obs).sum()
 
-    def __call__(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def evaluate(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
         self.evaluations += 1
         params = {}
         for name, value in values.items():
@@ -168,18 +84,33 @@ def _initial_values(model: Any, priors: Mapping[str, Any], g: torch.Generator) -
     return out
 
 
+def _potential(target: _LogMarginal, priors: dict[str, Any]) -> Any:
+    """U(z) = -[log p(y | theta) + sum log p(theta_i) + log |d theta_i / d z_i|], theta_i =
+    biject_to(support_i)(z_i): the unconstrained potential that NUTS explores."""
+    from torch.distributions import biject_to
+
+    bijections = {name: biject_to(prior.support) for name, prior in priors.items()}
+
+    def potential(z: dict[str, torch.Tensor]) -> torch.Tensor:
+        values, log_joint = {}, 0.0
+        for name, prior in priors.items():
+            values[name] = theta = bijections[name](z[name])
+            log_joint = log_joint + prior.log_prob(theta)
+            log_joint = log_joint + bijections[name].log_abs_det_jacobian(z[name], theta)
+        return -(log_joint + target.evaluate(values))
+
+    return potential, bijections
+
+
 def _run_chain(target: _LogMarginal, priors: dict, init: dict, options: dict, bar: Any):
     """One NUTS chain: constrained draws {name: (S,)} and per-draw sampler statistics."""
-    import pyro
     from pyro.infer import MCMC, NUTS
-    from pyro.infer.autoguide import init_to_value
 
-    def pyro_model() -> None:
-        values = {name: pyro.sample(name, prior) for name, prior in priors.items()}
-        pyro.factor("lml", target(values))
-
-    stats: dict[str, list] = {k: [] for k in ("lp", "step_size", "n_steps", "acceptance_rate")}
-    seen = {"evaluations": 0, "accept": 0.0}
+    potential, bijections = _potential(target, priors)
+    stats: dict[str, list] = {
+        k: [] for k in ("lp", "step_size", "n_steps", "acceptance_rate", "diverging")
+    }
+    seen = {"evaluations": target.evaluations, "accept": 0.0, "divergences": 0}
 
     def hook(kernel: Any, params: Any, stage: str, i: int) -> None:
         bar.update(1)
@@ -194,25 +125,173 @@ def _run_chain(target: _LogMarginal, priors: dict, init: dict, options: dict, ba
         stats["step_size"].append(float(kernel.step_size))
         stats["n_steps"].append(steps)
         stats["acceptance_rate"].append(min(max(accept, 0.0), 1.0))
+        divergences = len(kernel.diagnostics()["divergences"])  # post-warmup divergent steps
+        stats["diverging"].append(divergences > seen["divergences"])
+        seen["divergences"] = divergences
 
     kernel = NUTS(
-        pyro_model,
+        potential_fn=potential,
         target_accept_prob=options["target_accept_prob"],
         max_tree_depth=options["max_tree_depth"],
-        init_strategy=init_to_value(values=init),
         jit_compile=False,
     )
     mcmc = MCMC(
         kernel,
         num_samples=options["num_samples"],
         warmup_steps=options["warmup_steps"],
+        initial_params={k: bijections[k].inv(v) for k, v in init.items()},
         num_chains=1,
         hook_fn=hook,
         disable_progbar=True,
+        transforms={k: b.inv for k, b in bijections.items()},  # Pyro's: constrained -> free
     )
     mcmc.run()
     draws = {k: v.detach().to(torch.float64) for k, v in mcmc.get_samples().items()}
-    diverging = np.zeros(options["num_samples"], dtype=bool)
-    divergences = mcmc.diagnostics().get("divergences", {}).get("chain 0", [])
-    diverging[np.asarray(divergences, dtype=int)] = True
-    return draws, {**{k: np.asarray(v) for k, v in stats.items()}, "diverging": diverging}
+    return draws, {k: np.asarray(v) for k, v in stats.items()}
+
+
+def _check_options(num_samples, warmup_steps, num_chains, target_accept_prob, max_tree_depth):
+    check_num_samples(num_samples)
+    for name, value, low in (
+        ("warmup_steps", warmup_steps, 0),
+        ("num_chains", num_chains, 1),
+        ("max_tree_depth", max_tree_depth, 1),
+    ):
+        if int(value) != value or value < low:
+            raise ValueError(f"expected an integer {name} >= {low}, got {value}")
+    if not 0.0 < target_accept_prob < 1.0:
+        raise ValueError(f"expected 0 < target_accept_prob < 1, got {target_accept_prob}")
+
+
+def sample_hyperparameters(
+    model: Any,
+    da: xr.DataArray,
+    dim: str = "time",
+    *,
+    priors: Mapping[str, Any] | None = None,
+    fixed: Iterable[str] = (),
+    num_samples: int = 500,
+    warmup_steps: int | None = None,
+    num_chains: int = 4,
+    seed: int = 0,
+    target_accept_prob: float = 0.8,
+    max_tree_depth: int = 10,
+    predictive: bool = True,
+    progress: bool | None = None,
+) -> Any:
+    r"""Posterior draws of a MarkovGP's hyper-parameters by NUTS on the exact O(T) marginal
+    likelihood, with the ArviZ groups that ``az.summary``, ``az.loo`` and ``az.plot_ppc`` use.
+
+    Parameters
+    ----------
+    model : MarkovGP
+        Gaussian likelihood and shared hyper-parameters. It is **not modified**: its values
+        stay as they were (use :func:`~workbench.models.hyper_outputs.averaged_posterior` to
+        predict with the draws, or set e.g. posterior medians yourself).
+    da : xr.DataArray
+        The data, as for ``fit`` (extra dims are independent series sharing the draws).
+    priors : mapping, optional
+        ``{name: pyro distribution}`` on the natural scale, names as in
+        ``model.hyperparameters()``; a prior's support must lie within the parameter's range
+        (LogNormal, Gamma, HalfNormal, … for positive ones). Other scalar hyper-parameters get
+        :func:`~workbench.models.hyper_priors.default_priors`.
+    fixed : iterable of str
+        Hyper-parameters held at their current values (not sampled).
+    num_samples, warmup_steps, num_chains : int
+        Draws kept per chain, adaptation steps per chain (default ``num_samples``; step size
+        and a diagonal mass matrix are adapted), and chains. Chains run one after the other in
+        this process (no multiprocessing: robust in notebooks and under pytest).
+    seed : int
+        Chains and replicates are reproducible from it (each chain's seed is spawned with
+        ``numpy.random.SeedSequence``); torch's global RNG state is restored afterwards.
+    target_accept_prob, max_tree_depth
+        NUTS settings (raise the first, e.g. 0.95, if there are divergences).
+    predictive : bool
+        ``False`` leaves out ``log_likelihood`` and ``posterior_predictive`` (which cost one
+        filter and smoother pass per draw).
+    progress : bool, optional
+        One bar over all chains (``None``: on unless ``WORKBENCH_PROGRESS=0``).
+
+    Returns
+    -------
+    arviz.InferenceData (ArviZ 0.x) or xarray.DataTree (ArviZ ≥ 1)
+        - ``posterior``: one (chain, draw) variable per sampled hyper-parameter, named exactly
+          as in ``model.hyperparameters()`` (dotted names; ``attrs["prior"]`` is its prior).
+        - ``sample_stats``: ``lp`` (log joint density on the unconstrained scale, Jacobian
+          included, as Stan's ``lp__``), ``diverging``, ``step_size``, ``n_steps`` (leapfrog
+          steps: gradient evaluations) and ``acceptance_rate``.
+        - ``log_likelihood``: the one-step-ahead predictive log densities
+          :math:`\log p(y_t \mid y_{<t}, \theta)`, which sum exactly to :math:`\log p(y\mid\theta)`.
+          ``az.loo`` on them leaves out one point's *prediction from its past*, not a point
+          from both sides (for a time series, closer to leave-future-out than to LOO).
+        - ``posterior_predictive``: one replicate of the data per draw, an exact joint draw
+          from :math:`p(\tilde y \mid y, \theta)` (Matheron's rule, O(T)), at the data's points.
+        - ``observed_data``: the data.
+
+        Data groups have the data's dims (series dims first) and coordinates; with missing
+        values they hold the observed points along one ``obs`` dim instead. Attributes record
+        the priors, fixed values, NUTS settings and provenance.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a MarkovGP, or a prior is not a distribution.
+    ValueError
+        Unknown names, a name both in ``priors`` and ``fixed``, nothing to sample, a
+        non-Gaussian likelihood, or bad sampler settings.
+    ValueRangeError
+        A prior puts mass outside its parameter's range (e.g. Normal for a lengthscale).
+
+    Notes
+    -----
+    Cost: each NUTS step evaluates the filter and its gradient ``n_steps`` times (O(T)
+    each); the replicates and log densities add one filter and smoother pass per draw.
+    """
+    import pyro
+
+    check_model(model)
+    warmup_steps = num_samples if warmup_steps is None else warmup_steps
+    _check_options(num_samples, warmup_steps, num_chains, target_accept_prob, max_tree_depth)
+    obs = model._observe(da, dim)
+    work = copy.deepcopy(model)
+    priors = resolve_priors(work, priors, fixed)
+    target = _LogMarginal(work, obs, list(priors))
+    options = {
+        "num_samples": int(num_samples),
+        "warmup_steps": int(warmup_steps),
+        "target_accept_prob": float(target_accept_prob),
+        "max_tree_depth": int(max_tree_depth),
+    }
+    *chain_seeds, output_seed = (
+        int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(num_chains + 1)
+    )
+    total = num_chains * (warmup_steps + (2 if predictive else 1) * num_samples)
+    runs = []
+    with progress_bar(total, "NUTS", progress) as bar, torch.random.fork_rng(devices=[]):
+        for chain, chain_seed in enumerate(chain_seeds):
+            bar.set_description(f"NUTS chain {chain + 1}/{num_chains}")
+            torch.manual_seed(chain_seed)
+            init = _initial_values(work, priors, torch.Generator().manual_seed(chain_seed))
+            runs.append(_run_chain(target, priors, init, options, bar))
+        draws = {k: torch.stack([run[0][k] for run in runs]) for k in priors}
+        bar.set_description("replicates")
+        outputs = replicate_draws(work, obs, draws, output_seed, bar) if predictive else None
+    stats = {k: np.stack([run[1][k] for run in runs]) for k in runs[0][1]}
+    posterior = {
+        k: xr.DataArray(v.numpy(), dims=("chain", "draw"), attrs={"prior": describe(priors[k])})
+        for k, v in draws.items()
+    }
+    current = model.hyperparameters()
+    attrs = make_attrs(
+        type(model).__name__,
+        current,
+        inference_library="pyro",
+        inference_library_version=pyro.__version__,
+        sampler="NUTS",
+        num_chains=int(num_chains),
+        seed=int(seed),
+        **options,
+        priors={k: describe(p) for k, p in priors.items()},
+        fixed_hyperparameters={k: v for k, v in current.items() if k not in priors},
+    )
+    return hyper_inference_data(da, obs, posterior, stats, outputs, attrs)

@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 import torch
+import xarray as xr
 
 from workbench.data import Observations
 from workbench.inference import Sites, cvi, cvi_elbo, sites_to_observations
@@ -211,6 +212,28 @@ class MarkovGP(GPRegression):
             on_grid[..., where[:n]] = noise
             noise = on_grid
         return grid, y, mask, where[n:], noise
+
+    # -- full Bayesian hyper-parameters (NUTS on the exact marginal likelihood) -------------
+    def sample_hyperparameters(self, da: xr.DataArray, dim: str = "time", **options: Any) -> Any:
+        """Posterior draws of the hyper-parameters by NUTS as ArviZ groups (``posterior``,
+        ``sample_stats``, ``log_likelihood``, ``posterior_predictive``, ``observed_data``);
+        the model is not modified. Options (``priors``, ``fixed``, ``num_samples``,
+        ``warmup_steps``, ``num_chains``, ``seed``, ...) and defaults: see
+        :func:`workbench.models.hyper_nuts.sample_hyperparameters`."""
+        from workbench.models.hyper_nuts import sample_hyperparameters
+
+        return sample_hyperparameters(self, da, dim, **options)
+
+    def averaged_posterior(
+        self, da: xr.DataArray, idata: Any, dim: str = "time", at: Any = None, **options: Any
+    ) -> xr.Dataset:
+        """:meth:`posterior` averaged over the hyper-parameter draws of ``idata`` (from
+        :meth:`sample_hyperparameters`): mixture mean, law-of-total-variance variance and the
+        mixture's quantiles (``max_draws``, ``ci_prob``, ``observation_noise``: see
+        :func:`workbench.models.hyper_outputs.averaged_posterior`)."""
+        from workbench.models.hyper_outputs import averaged_posterior
+
+        return averaged_posterior(self, da, idata, dim, at, **options)
 
     # -- non-Gaussian likelihoods: conjugate-computation VI ---------------------------------
     def _cvi_smoother(self, x: torch.Tensor, starts: torch.Tensor | None = None):

@@ -55,7 +55,7 @@ def _matheron_draws(model, obs: Observations, num_samples: int, g: torch.Generat
         prior = sample_state_space_prior(model.kernel, x, int(np.prod(shape[:-1])), g)
         prior = prior.reshape(shape)
         variance = (model.noise if noise is None else noise).to(x).expand(shape)
-        eps = variance.sqrt() * torch.randn(shape, generator=g, dtype=x.dtype)
+        eps = variance.sqrt() * _randn(shape, g, x)
         mean = model.prior_mean(x)
         mask = mask.expand(shape)
         residual = torch.where(mask, y - mean - prior - eps, torch.zeros_like(prior))
@@ -72,7 +72,8 @@ def _dense_draws(model, obs: Observations, num_samples: int, g: torch.Generator)
         K = model._covariance(x, x)
         for i, (xo, yo) in enumerate(model._series(obs)):
             where = obs.mask.reshape(-1, T)[i]
-            A = K[where][:, where] + model.noise * torch.eye(xo.shape[0], dtype=x.dtype)
+            eye = torch.eye(xo.shape[0], dtype=x.dtype, device=x.device)
+            A = K[where][:, where] + model.noise * eye
             L = torch.linalg.cholesky(A)
             cross = K[:, where]
             solved = torch.cholesky_solve(cross.mT, L)  # A^{-1} K_ox
@@ -80,9 +81,14 @@ def _dense_draws(model, obs: Observations, num_samples: int, g: torch.Generator)
             cov = K - cross @ solved
             vals, vecs = torch.linalg.eigh(0.5 * (cov + cov.mT))  # smooth GPs are near-singular
             root = vecs * vals.clamp_min(0.0).sqrt()
-            z = torch.randn(num_samples, T, generator=g, dtype=x.dtype)
+            z = _randn((num_samples, T), g, x)
             draws.append(mean + z @ root.mT)
     return torch.stack(draws, 1).reshape(num_samples, *obs.batch_shape, T)
+
+
+def _randn(shape: tuple, g: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """Standard normals drawn on the generator's device and moved next to ``like``."""
+    return torch.randn(shape, generator=g, dtype=like.dtype, device=g.device).to(like.device)
 
 
 def regression_inference_data(
@@ -97,7 +103,7 @@ def regression_inference_data(
     with torch.no_grad():
         if model.observation is None:  # noise per series when members have their own
             noise = model._noise_per_series(obs).to(f)
-            y_rep = f + noise.sqrt() * torch.randn(f.shape, generator=g, dtype=f.dtype)
+            y_rep = f + noise.sqrt() * _randn(f.shape, g, f)
             point = -0.5 * (torch.log(2 * np.pi * noise) + (y - f).square() / noise)
         else:
             y_rep = sample_observations(model.observation, f, g)

@@ -43,9 +43,13 @@ def sample_state_space_prior(
         S, dtype = sde.F.shape[-1], x.dtype
         d = sde.Pinf.diagonal().rsqrt()  # factor in correlation scaling, as the filters do
         chol = torch.linalg.cholesky(d[:, None] * torch.cat([sde.Pinf[None], Q]) * d[None, :])
-        noise = torch.randn(x.shape[0], num_samples, S, 1, generator=generator, dtype=dtype)
+        # drawn where the generator lives (CPU by default), then moved: seeded draws are the
+        # same on every device
+        where = generator.device if generator is not None else x.device
+        noise = torch.randn(x.shape[0], num_samples, S, 1, generator=generator, dtype=dtype,
+                            device=where).to(x.device)  # fmt: skip
         b = (chol[:, None] @ noise)[..., 0] / d  # (T, n, S)
-        A_el = torch.cat([torch.zeros(1, S, S, dtype=dtype), A])[:, None].expand(
+        A_el = torch.cat([torch.zeros(1, S, S, dtype=dtype, device=x.device), A])[:, None].expand(
             -1, num_samples, -1, -1
         )
         _, states = associative_scan(_affine_combine, (A_el, b))
