@@ -41,3 +41,14 @@ def test_accessor_works_in_a_pipeline_on_a_selection():
     da = xr.concat([_data(), 2 * _data()], dim="unit").assign_coords(unit=["a", "b"])
     out = da.isel(unit=1).pipe(lambda x: x.wb.smooth(steps=2))
     assert "unit" in out.coords and out["unit"].item() == "b"
+
+
+def test_fit_many_forwards_with_the_dataarray_as_data():
+    da = xr.concat([_data(), 2 * _data()], dim="unit").assign_coords(unit=["a", "b"])
+
+    def make():
+        return wb.MarkovGP(wb.kernels.MaternKernel(nu=1.5), noise=0.1)
+
+    out = da.wb.fit_many(make, over="unit", fit_kwargs={"steps": 2}, progress=False)
+    direct = wb.fit_many(make, da, over="unit", fit_kwargs={"steps": 2}, progress=False)
+    assert out.equals(direct) and list(out.error.values) == ["", ""]

@@ -19,6 +19,7 @@ from workbench import (
     likelihoods,
     metrics,
     models,
+    scale,
     simulate,
     ssm,
 )
@@ -36,6 +37,7 @@ from workbench.models import (
     select_n_clusters,
 )
 from workbench.persistence import load
+from workbench.scale import fit_many
 
 __all__ = [
     "GPVAE",
@@ -50,6 +52,7 @@ __all__ = [
     "__version__",
     "data",
     "errors",
+    "fit_many",
     "inference",
     "io",
     "kernels",
@@ -59,6 +62,7 @@ __all__ = [
     "load_dataset",
     "metrics",
     "models",
+    "scale",
     "select_n_clusters",
     "simulate",
     "ssm",

@@ -8,6 +8,7 @@ import xarray as xr
 
 from workbench.kernels import MaternKernel
 from workbench.models import MarkovGP
+from workbench.scale import fit_many
 
 __all__ = ["WorkbenchAccessor"]
 
@@ -63,6 +64,4 @@ class WorkbenchAccessor:
     def fit_many(self, make_model: Any, over: str, **kwargs: Any) -> xr.Dataset:
         """``wb.fit_many(make_model, da, over=over, **kwargs)``: one model per entry of
         ``over``."""
-        from workbench.scale import fit_many
-
         return fit_many(make_model, self._da, over=over, **kwargs)

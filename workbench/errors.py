@@ -14,6 +14,7 @@ __all__ = [
     "DimensionError",
     "EmptyDataError",
     "FitDivergedError",
+    "FitManyError",
     "ModelFileError",
     "ShapeMismatchError",
     "ValueRangeError",
@@ -60,6 +61,10 @@ class ModelFileError(WorkbenchError, ValueError):
 
 class FitDivergedError(WorkbenchError, RuntimeError):
     """An optimisation produced non-finite values; the message says what to try."""
+
+
+class FitManyError(WorkbenchError, RuntimeError):
+    """Every item of :func:`~workbench.scale.fit_many` failed; the message lists the errors."""
 
 
 class WorkbenchWarning(UserWarning):
