@@ -223,3 +223,22 @@ def test_fit_runs_pending_redraws_first():
 
     asyncio.run(move_then_fit())
     assert order == ["refresh", "fit", "after fit"]
+
+
+def test_a_watched_picker_clears_the_busy_status_after_its_redraw():
+    import asyncio
+
+    import ipywidgets as widgets
+
+    ex = _explorer()
+    picker = widgets.Dropdown(options=["a", "b"], value="a")
+    drawn = []
+    ex.watch(picker, lambda: drawn.append(picker.value))
+
+    async def pick() -> None:
+        picker.set_state({"index": 1})
+        assert "updating" in ex.status.value
+        await asyncio.sleep(ex._debounce.delay + 0.2)
+
+    asyncio.run(pick())
+    assert drawn == ["b"] and ex.status.value == ""

@@ -29,10 +29,17 @@ class Debouncer:
         Quiet period in seconds.
     on_error : callable
         Receives any exception a deferred callable raises (it has no caller to raise to).
+    on_settled : callable, optional
+        Called after each deferred batch has run (e.g. to clear a busy indicator).
     """
 
-    def __init__(self, delay: float, on_error: Callable[[Exception], None]) -> None:
-        self.delay, self.on_error = float(delay), on_error
+    def __init__(
+        self,
+        delay: float,
+        on_error: Callable[[Exception], None],
+        on_settled: Callable[[], None] | None = None,
+    ) -> None:
+        self.delay, self.on_error, self.on_settled = float(delay), on_error, on_settled
         self._pending: dict[Callable[[], Any], None] = {}  # insertion-ordered set
         self._timer: asyncio.TimerHandle | None = None
 
@@ -60,6 +67,8 @@ class Debouncer:
         calls, self._pending = list(self._pending), {}
         for fn in calls:
             self._run(fn)
+        if calls and self.on_settled is not None:
+            self._run(self.on_settled)
 
     def _run(self, fn: Callable[[], Any]) -> None:
         try:

@@ -59,7 +59,7 @@ class ModelExplorer(widgets.HBox):
         debounce: float = 0.3,
     ) -> None:
         self.model, self.data, self.dim, self.fit_steps = model, data, dim, fit_steps
-        self._debounce = Debouncer(debounce, self._show_error)
+        self._debounce = Debouncer(debounce, self._show_error, self._settled)
         self.controls = self._make_controls()
         self.fit_button = widgets.Button(
             description="fit", icon="play", tooltip=f"run {fit_steps} optimiser iterations"
@@ -174,6 +174,11 @@ class ModelExplorer(widgets.HBox):
         if deferred:
             self.status.value = BUSY.format("updating")
         self._debounce(then, defer=deferred)
+
+    def _settled(self) -> None:
+        # redraws that do not reset the status (pickers, scrubbers) must not leave it "busy"
+        if self.status.value == BUSY.format("updating"):
+            self.status.value = ""
 
     def _time_units(self) -> str | None:
         coord = self.data[self.dim] if self.dim in self.data.coords else None
