@@ -13,6 +13,7 @@ __all__ = [
     "GROUPS",
     "check_num_samples",
     "observed_point_coords",
+    "pointwise_layout",
     "samples_to_datatree",
     "samples_to_inference_data",
 ]
@@ -149,6 +150,24 @@ def observed_point_coords(da: xr.DataArray, task_dim: str, dim: str = "time") ->
         task_dim: ("obs", da[task_dim].values[task]),
         dim: ("obs", da[dim].values[point]),
     }
+
+
+def pointwise_layout(observed: xr.DataArray, mask: np.ndarray) -> tuple[list[str], dict]:
+    """Dims and coords for per-value variables (observed data, log-likelihoods, replicates).
+
+    ``mask`` (shape of ``observed``) marks observed values. With none missing the data keep
+    their own dims and coords; otherwise the observed values go on one ``obs`` dim that
+    carries the data's dim coordinates, since ArviZ functions need finite values.
+    """
+    if mask.all():
+        coords = {name: (c.dims, c.values) for name, c in observed.coords.items()}
+        return list(observed.dims), coords
+    where = np.nonzero(mask)
+    coords: dict[str, Any] = {"obs": np.arange(int(mask.sum()))}
+    for d, index in zip(observed.dims, where, strict=True):
+        if d in observed.coords:
+            coords[str(d)] = ("obs", observed[d].values[index])
+    return ["obs"], coords
 
 
 def check_num_samples(num_samples: int) -> None:

@@ -26,7 +26,7 @@ import xarray as xr
 from scipy.special import ndtr
 
 from workbench.data import Observations, resolve_at
-from workbench.io.arviz import samples_to_inference_data
+from workbench.io.arviz import pointwise_layout, samples_to_inference_data
 from workbench.io.attrs import make_attrs
 from workbench.io.to_xarray import predictive_to_dataset
 from workbench.ssm import sample_state_space_prior
@@ -134,12 +134,8 @@ def hyper_inference_data(
     dims = [*obs.batch_dims, obs.dim]
     observed = da.transpose(*dims)
     mask = obs.mask.cpu().numpy()
-    point_dims, coords = dims, dict(observed.coords)
+    point_dims, coords = pointwise_layout(observed, mask)
     if not mask.all():
-        point_dims = ["obs"]
-        coords = {"obs": np.arange(int(mask.sum()))}
-        where = np.nonzero(mask)
-        coords |= {d: ("obs", observed[d].values[i]) for d, i in zip(dims, where, strict=True)}
         observed = xr.DataArray(observed.values[mask], dims=point_dims, attrs=observed.attrs)
     groups: dict[str, dict[str, Any]] = {
         "posterior": posterior,

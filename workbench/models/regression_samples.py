@@ -11,7 +11,7 @@ import xarray as xr
 from workbench.data import Observations
 from workbench.errors import ShapeMismatchError
 from workbench.inference import sites_to_observations
-from workbench.io.arviz import check_num_samples, samples_to_inference_data
+from workbench.io.arviz import check_num_samples, pointwise_layout, samples_to_inference_data
 from workbench.io.attrs import make_attrs
 from workbench.likelihoods import sample_observations
 from workbench.ssm import sample_state_space_prior
@@ -120,39 +120,29 @@ def regression_inference_data(
     }
     if log_likelihood:
         groups["log_likelihood"] = {name: point.cpu().numpy()[None]}
-    coords = {d: template[d].values for d in dims}
-    if not mask.all():  # ArviZ functions need finite values: observed points along one dim
-        groups = _observed_points(groups, mask)
-        var_dims = {"f": dims, name: ["obs"]}
-        coords = {**coords, "obs": np.arange(int(mask.sum()))}
-    else:
-        var_dims = {"f": dims, name: dims}
+    point_dims, coords = pointwise_layout(observed, mask)
+    if not mask.all():  # per-value groups keep the observed values only
+        groups = _observed_only(groups, mask)
+    var_dims = {"f": dims, name: point_dims}
     attrs = make_attrs(type(model).__name__, model.hyperparameters(), draws=num_samples, seed=seed)
-    idata = samples_to_inference_data(groups, dims=var_dims, coords=coords, attrs=attrs)
-    if not mask.all():
-        along = _point_coords(template, dims, mask)
-        for group in groups:
-            if group != "posterior":
-                idata[group] = idata[group].assign_coords(along)
+    grid = {d: template[d].values for d in dims}  # the latent f is on every position
+    idata = samples_to_inference_data(groups, dims=var_dims, coords=grid, attrs=attrs)
+    for group in groups:
+        if group != "posterior":
+            idata[group] = idata[group].assign_coords(coords)
     idata["observed_data"][name].attrs = dict(da.attrs)
     idata["posterior"]["f"].attrs = {"long_name": f"latent function of {name}"}
     return idata
 
 
-def _observed_points(groups: dict, mask: np.ndarray) -> dict:
-    out = {}
+def _observed_only(groups: dict, mask: np.ndarray) -> dict:
+    """The per-value groups at the observed values (``posterior`` keeps every position)."""
+    out: dict[str, dict[str, Any]] = {}
     for group, variables in groups.items():
-        out[group] = {}
-        for key, value in variables.items():
-            if group == "posterior":
-                out[group][key] = value
-            elif group == "observed_data":
-                out[group][key] = value[mask]
-            else:
-                out[group][key] = value[:, :, mask]
+        if group == "posterior":
+            out[group] = variables
+        elif group == "observed_data":
+            out[group] = {k: v[mask] for k, v in variables.items()}
+        else:
+            out[group] = {k: v[:, :, mask] for k, v in variables.items()}
     return out
-
-
-def _point_coords(template: xr.DataArray, dims: list[str], mask: np.ndarray) -> dict:
-    where = np.nonzero(mask)
-    return {d: ("obs", template[d].values[i]) for d, i in zip(dims, where, strict=True)}
