@@ -7,6 +7,9 @@ follow the pattern "expected …, got …" and name the offending dim or variabl
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 __all__ = [
     "CoordinateError",
     "DTypeError",
@@ -20,6 +23,7 @@ __all__ = [
     "ValueRangeError",
     "WorkbenchError",
     "WorkbenchWarning",
+    "check_positive",
 ]
 
 
@@ -69,3 +73,16 @@ class FitManyError(WorkbenchError, RuntimeError):
 
 class WorkbenchWarning(UserWarning):
     """Warnings about data conventions (float32 input, dropped attrs, fallbacks)."""
+
+
+def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """``value`` as a float; :class:`ValueRangeError` unless it is finite and > 0 (>= 0 with
+    ``allow_zero``), e.g. ``expected a finite noise > 0, got -1.0``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if math.isfinite(number) and (number > 0 or (allow_zero and number == 0)):
+        return number
+    bound = ">= 0" if allow_zero else "> 0"
+    raise ValueRangeError(f"expected a finite {name} {bound}, got {value!r}")

@@ -384,3 +384,18 @@ def test_bad_models_and_posteriors_raise():
         model.averaged_posterior(da, unrelated)
     with pytest.raises(ValueError, match="max_draws"):
         model.averaged_posterior(da, _identical_draws(model), max_draws=0)
+
+
+def test_noise_at_its_floor_samples_without_crashing():
+    # the default LogNormal prior puts mass below the 1e-8 noise floor; the likelihood stays at
+    # the floor there (it used to give infinite energies and a crash inside Pyro)
+    x = np.arange(40.0)
+    da = xr.DataArray(np.sin(x / 5), dims="time", coords={"time": x})
+    model = wb.MarkovGP(wb.kernels.MaternKernel(nu=1.5, lengthscale=5.0), noise=1e-8)
+    idata = model.sample_hyperparameters(
+        da, num_samples=20, warmup_steps=20, num_chains=1, seed=0, progress=False
+    )
+    noise = idata.posterior["noise"].values
+    assert np.isfinite(noise).all() and (noise > 0).all()
+    assert np.isfinite(idata.log_likelihood["y"].values).all()
+    assert np.isfinite(idata.posterior_predictive["y"].values).all()

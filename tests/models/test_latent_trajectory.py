@@ -82,8 +82,10 @@ def test_save_load_and_posterior_on_new_data(tmp_path):
     a, b = lt.posterior(ds.spikes), again.posterior(ds.spikes)
     np.testing.assert_array_equal(a.latent_mean, b.latent_mean)
     np.testing.assert_array_equal(a.rate, b.rate)
+    # the fitted spikes and q are saved too: the fitted posterior is the same after loading
+    np.testing.assert_array_equal(again.posterior().latent_mean, lt.posterior().latent_mean)
     with pytest.raises(ValueError, match="expected spikes"):
-        again.posterior()
+        wb.LatentTrajectoryGP.from_config(lt.get_config()).posterior()
 
 
 def test_without_trial_dim_and_bad_input():

@@ -116,7 +116,7 @@ def test_inference_data_groups_over_observed_points(fitted):
     assert np.corrcoef(replicated, obs.values)[0, 1] > 0.95
 
 
-def test_loaded_model_predicts_without_its_training_data(fitted, tmp_path):
+def test_loaded_model_predicts_like_the_fitted_one(fitted, tmp_path):
     model, _, new = fitted
     model.save(tmp_path / "m.wbm")
     again = wb.load(tmp_path / "m.wbm")
@@ -125,8 +125,10 @@ def test_loaded_model_predicts_without_its_training_data(fitted, tmp_path):
     xr.testing.assert_allclose(
         again.mean_processes().drop_attrs(), model.mean_processes().drop_attrs()
     )
+    # the training data and memberships are saved too
+    xr.testing.assert_identical(again.memberships(), model.memberships())
     with pytest.raises(RuntimeError, match="training data"):
-        again.memberships()
+        type(model).from_config(model.get_config()).memberships()
 
 
 def test_bad_arguments_of_outputs(fitted):

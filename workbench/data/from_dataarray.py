@@ -122,9 +122,7 @@ def _label(da: xr.DataArray) -> str:
 
 def _float_values(da: xr.DataArray, label: str) -> np.ndarray:
     dtype = da.dtype
-    if np.issubdtype(dtype, np.bool_) or (
-        np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating)
-    ):
+    if dtype.kind in "biuf":  # bool, integers, floats: not complex, not timedelta64 (a unit)
         if dtype == np.float32 or dtype == np.float16:
             warnings.warn(
                 f"{label} is {dtype}; converting to float64 for inference",

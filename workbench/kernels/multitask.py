@@ -92,9 +92,19 @@ class InteractionKernel(gpytorch.kernels.Kernel):
         T tasks, Q latents, R white-noise sources (the rank of the cross-coregionalisation).
     lengthscale : float
         Initial :math:`\ell_q` of every latent.
+    seed : int
+        Seed of the coefficients' random start (symmetric starts would stay symmetric); drawn
+        from a local generator, so torch's global RNG is untouched.
     """
 
-    def __init__(self, n_tasks: int, n_latents: int, rank: int = 1, lengthscale: float = 1.0):
+    def __init__(
+        self,
+        n_tasks: int,
+        n_latents: int,
+        rank: int = 1,
+        lengthscale: float = 1.0,
+        seed: int = 0,
+    ):
         super().__init__()
         positive = gpytorch.constraints.Positive()
         self.register_parameter(
@@ -102,7 +112,7 @@ class InteractionKernel(gpytorch.kernels.Kernel):
         )
         self.register_constraint("raw_lengthscale", positive)
         self.lengthscale = torch.full((n_latents,), float(lengthscale), dtype=torch.float64)
-        gen = torch.Generator().manual_seed(0)  # symmetric starts would stay symmetric
+        gen = torch.Generator().manual_seed(seed)  # symmetric starts would stay symmetric
         coef = 0.5 + 0.1 * torch.randn(rank, n_tasks, n_latents, generator=gen, dtype=torch.float64)
         self.coefficients = torch.nn.Parameter(coef)
         self.register_parameter(

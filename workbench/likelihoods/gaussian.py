@@ -7,6 +7,7 @@ import math
 import gpytorch
 import torch
 
+from workbench.errors import check_positive
 from workbench.likelihoods.base import ExpectedLogProb, Likelihood
 
 __all__ = ["Gaussian"]
@@ -23,6 +24,7 @@ class Gaussian(Likelihood):
 
     def __init__(self, noise: float = 0.1) -> None:
         super().__init__()
+        noise = check_positive("noise", noise)
         self.raw_noise = torch.nn.Parameter(torch.zeros(()))
         self.raw_noise_constraint = gpytorch.constraints.GreaterThan(1e-8)
         with torch.no_grad():

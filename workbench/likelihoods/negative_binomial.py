@@ -5,6 +5,7 @@ from __future__ import annotations
 import gpytorch
 import torch
 
+from workbench.errors import check_positive
 from workbench.likelihoods.base import Likelihood
 
 __all__ = ["NegativeBinomial"]
@@ -21,10 +22,8 @@ class NegativeBinomial(Likelihood):
 
     def __init__(self, dispersion: float = 10.0, bin_width: float = 1.0) -> None:
         super().__init__()
-        if not dispersion > 0 or not bin_width > 0:
-            raise ValueError(
-                f"expected dispersion > 0 and bin_width > 0, got {dispersion}, {bin_width}"
-            )
+        dispersion = check_positive("dispersion", dispersion)
+        bin_width = check_positive("bin_width", bin_width)
         self.bin_width = float(bin_width)
         self.raw_dispersion = torch.nn.Parameter(torch.zeros(()))
         self.raw_dispersion_constraint = gpytorch.constraints.Positive()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from workbench.errors import check_positive
 from workbench.likelihoods.base import ExpectedLogProb, Likelihood
 
 __all__ = ["Poisson"]
@@ -29,9 +30,7 @@ class Poisson(Likelihood):
         super().__init__()
         if link not in ("exp", "softplus"):
             raise ValueError(f"expected link in ('exp', 'softplus'), got {link!r}")
-        if not bin_width > 0:
-            raise ValueError(f"expected bin_width > 0, got {bin_width}")
-        self.link, self.bin_width = link, float(bin_width)
+        self.link, self.bin_width = link, check_positive("bin_width", bin_width)
 
     def get_config(self) -> dict:
         return {"link": self.link, "bin_width": self.bin_width}

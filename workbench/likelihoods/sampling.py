@@ -15,14 +15,20 @@ __all__ = ["sample_observations"]
 
 
 def sample_observations(
-    likelihood: Likelihood, f: torch.Tensor, generator: torch.Generator
+    likelihood: Likelihood,
+    f: torch.Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    seed: int = 0,
 ) -> torch.Tensor:
-    """One draw of y for every latent value in ``f`` (any shape), reproducible by ``generator``.
+    """One draw of y for every latent value in ``f`` (any shape), reproducible by ``generator``
+    (or, without one, by ``seed``: a fresh CPU generator; torch's global RNG is never used).
 
     Gaussian: :math:`f + \\sigma\\varepsilon`; Poisson: counts at :meth:`Poisson.rate`;
     Bernoulli: 0/1 at the link's probability; negative binomial: a gamma-Poisson mixture with
     mean :math:`\\Delta e^f` and the model's dispersion; Student-t: :math:`f + s\\,t_\\nu`.
     """
+    generator = torch.Generator().manual_seed(seed) if generator is None else generator
     with torch.no_grad():
         if isinstance(likelihood, Gaussian):
             return f + likelihood.noise.to(f).sqrt() * _normal(f, generator)

@@ -7,6 +7,7 @@ import math
 import gpytorch
 import torch
 
+from workbench.errors import ValueRangeError, check_positive
 from workbench.likelihoods.base import Likelihood
 
 __all__ = ["StudentT"]
@@ -27,8 +28,9 @@ class StudentT(Likelihood):
 
     def __init__(self, df: float = 4.0, scale: float = 1.0) -> None:
         super().__init__()
-        if not df > 2 or not scale > 0:
-            raise ValueError(f"expected df > 2 and scale > 0, got {df}, {scale}")
+        if not check_positive("df", df) > 2:
+            raise ValueRangeError(f"expected df > 2, got {df}")
+        check_positive("scale", scale)
         positive = gpytorch.constraints.Positive()
         self.raw_df_constraint = gpytorch.constraints.GreaterThan(2.0)
         self.raw_scale_constraint = positive

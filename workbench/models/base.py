@@ -9,6 +9,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
+from workbench.models.divergence import check_hyperparameters, check_value
+
 __all__ = ["Model", "ParameterSpec", "Posterior"]
 
 
@@ -53,10 +55,28 @@ class Model(torch.nn.Module):
         return cls(**config)
 
     def save(self, path: str | Any) -> None:
-        """Write the model to one self-describing file, atomically (see :func:`workbench.load`)."""
+        """Write the model (with its fit state) to one self-describing file, atomically (see
+        :func:`workbench.load`)."""
         from workbench.persistence import save_model
 
         save_model(self, path)
+
+    #: Attributes a fit sets outside parameters, buffers and config (fitted data, memberships,
+    #: variational state, traces); saved with the model so that a loaded one is the same model.
+    #: By default the loss/ELBO traces; models that keep more list it all.
+    _fit_attributes: ClassVar[tuple[str, ...]] = ("fit_losses", "fit_elbo", "elbo_trace")
+
+    def _fit_state(self) -> dict[str, Any]:
+        """Values of :attr:`_fit_attributes` that are set (tensors, arrays, DataArrays, ...)."""
+        return {name: getattr(self, name) for name in self._fit_attributes if hasattr(self, name)}
+
+    def _restore_fit_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`_fit_state` (called by :func:`workbench.load`)."""
+        unknown = sorted(set(state) - set(self._fit_attributes))
+        if unknown:
+            raise ValueError(f"expected fit state in {list(self._fit_attributes)}, got {unknown}")
+        for name, value in state.items():
+            setattr(self, name, value)
 
     # -- hyper-parameters ----------------------------------------------------------------------
     def _constrained(self) -> Iterator[tuple[str, torch.nn.Parameter, Any]]:
@@ -81,11 +101,20 @@ class Model(torch.nn.Module):
         for key, param, constraint in self._constrained():
             if key == name:
                 target = torch.as_tensor(value, dtype=param.dtype).expand_as(param)
+                check_value(name, target, constraint)
                 raw = constraint.inverse_transform(target) if constraint is not None else target
                 with torch.no_grad():
                     param.copy_(raw)
                 return
         raise KeyError(f"expected one of {sorted(self.hyperparameters())}, got {name!r}")
+
+    @staticmethod
+    def _checked(modules: list[torch.nn.Module], what: str) -> list[torch.nn.Module]:
+        """``modules`` (kernels, likelihoods) once each has finite hyper-parameters inside
+        their constraints (else :class:`~workbench.errors.ValueRangeError`)."""
+        for module in modules:
+            check_hyperparameters(module, what)
+        return modules
 
     def parameter_specs(self) -> list[ParameterSpec]:
         """Controls for explorers, one per scalar hyper-parameter.

@@ -8,12 +8,13 @@ from collections.abc import Callable
 from typing import Any, Self
 
 import gpytorch
+import numpy as np
 import torch
 import xarray as xr
 from gpytorch.kernels import Kernel
 
 from workbench.data import Observations, TimeAxis, from_dataarray, resolve_at
-from workbench.errors import DTypeError, ShapeMismatchError, WorkbenchWarning
+from workbench.errors import DTypeError, FitDivergedError, ShapeMismatchError, WorkbenchWarning
 from workbench.inference import (
     expected_periodogram,
     is_regular_grid,
@@ -30,6 +31,7 @@ from workbench.likelihoods import (
     make_likelihood,
 )
 from workbench.models.base import Model, Posterior
+from workbench.models.data_scale import match_data_scale, standardized
 from workbench.models.regression_samples import regression_inference_data
 from workbench.models.training import optimize
 
@@ -64,8 +66,7 @@ class GPRegression(Model):
         observation = self._observation_model(likelihood)
         if observation is not None and not share_hyperparameters:
             raise ValueError("share_hyperparameters=False needs likelihood='gaussian' for now")
-        if not noise > 0:
-            raise ValueError(f"expected noise > 0, got {noise}")
+        self._checked([kernel], "kernel")  # noise: checked by set_hyperparameter below
         if trend not in ("constant", "linear"):
             raise ValueError(f"expected trend in ('constant', 'linear'), got {trend!r}")
         self.kernel = kernel
@@ -247,7 +248,9 @@ class GPRegression(Model):
         callback : callable, optional
             ``callback(step, loss)`` after every iteration.
 
-        On the first fit the prior mean (and slope) start at their least-squares values.
+        On the first fit the prior mean (and slope) start at their least-squares values. Data
+        whose variance is far from 1 (e.g. at 1e12 or 1e-12) start the noise and outputscales
+        at that variance and are fitted in standardised units (:mod:`~workbench.models.data_scale`).
         """
         if method not in ("marginal", "whittle"):
             raise ValueError(f"expected method in ('marginal', 'whittle'), got {method!r}")
@@ -256,6 +259,8 @@ class GPRegression(Model):
         obs = self._observe(da, dim)
         if self.axis is None:
             self._initialize_mean(obs)
+            if learn_hyperparameters and self.observation is None:
+                match_data_scale(self, obs)
             self.axis = obs.axis
             if not self.share_hyperparameters and obs.batch_dims and self.members is None:
                 self._make_members(obs.n_series)
@@ -268,20 +273,16 @@ class GPRegression(Model):
             return self
         if not learn_hyperparameters:
             return self
-        loss = self._whittle_loss(obs) if method == "whittle" else None
-        if loss is None:
-            n = obs.n_observed
-            loss = lambda: -self._per_series(obs, "_log_marginals").sum() / n  # noqa: E731
-        self.fit_losses = optimize(
-            self,
-            loss,
-            steps=steps,
-            lr=lr,
-            optimizer=optimizer,
-            progress=progress,
-            desc=type(self).__name__,
-            callback=callback,
-        )
+        with standardized(self, obs) as (obs, offset):  # the same problem at any data scale
+            loss = self._whittle_loss(obs) if method == "whittle" else None
+            if loss is None:
+                n = obs.n_observed
+                loss = lambda: -self._per_series(obs, "_log_marginals").sum() / n  # noqa: E731
+            report = callback and (lambda step, value: callback(step, value + offset))
+            name = type(self).__name__
+            losses = optimize(self, loss, steps=steps, lr=lr, optimizer=optimizer,
+                              progress=progress, desc=name, callback=report)  # fmt: skip
+        self.fit_losses = [value + offset for value in losses]
         return self
 
     def _whittle_loss(self, obs: Observations) -> Callable[[], torch.Tensor] | None:
@@ -326,6 +327,12 @@ class GPRegression(Model):
         obs = self._observe(da, dim)
         with torch.no_grad():
             values = self._per_series(obs, "_log_marginals").cpu().numpy()
+        if not np.isfinite(values).all():
+            raise FitDivergedError(
+                f"expected a finite log marginal likelihood, got {np.ravel(values).tolist()[:5]} "
+                "(first values); the hyper-parameters are degenerate for this data: refit, or set "
+                "them closer to the data's scales"
+            )
         if not obs.batch_dims:
             return float(values)
         template = obs.template.isel({dim: 0}, drop=True).rename("log_marginal_likelihood")

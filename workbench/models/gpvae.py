@@ -40,8 +40,10 @@ from pyro import poutine
 from torch import nn
 
 from workbench.data.multimodal import TrialData, describe, trial_data
+from workbench.errors import ShapeMismatchError
 from workbench.models.base import Model
-from workbench.models.gpvae_hyper import GPVAEHyperparameters
+from workbench.models.divergence import check_moments
+from workbench.models.gpvae_hyper import GPVAEHyperparameters, check_settings
 from workbench.models.gpvae_modalities import make_modality
 from workbench.models.gpvae_outputs import gpvae_dataset, gpvae_inference_data, gpvae_scores
 from workbench.models.gpvae_priors import make_prior
@@ -116,7 +118,7 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
         self.initial_lengthscale, self.decoder = lengthscale, decoder
         make_prior(prior, 1.0)  # fails early on an unknown name
         self.prior = prior
-        self.weights = {m: float((weights or {}).get(m, 1.0)) for m in modalities}
+        self.weights = check_settings(lengthscale, weights, modalities)
         self.trial_dim, self.time_dim, self.seed = trial_dim, time_dim, seed
         self.layout: dict | None = None
         self.elbo_trace: list[float] = []
@@ -125,6 +127,17 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
         self._template: TrialData | None = None
         if layout is not None:
             self._build(layout)
+
+    def _fit_state(self) -> dict[str, Any]:
+        """ELBO trace (seeds further fits) and feature coordinates of the training data."""
+        state, template = {"elbo_trace": self.elbo_trace}, self._template
+        if template is not None:
+            slim = {m: a._replace(values=a.values[:0], observed=a.observed[:0])
+                    for m, a in template.modalities.items()}  # fmt: skip
+            state["_template"] = template._replace(modalities=slim)
+        return state
+
+    _fit_attributes = ("elbo_trace", "_template")
 
     def get_config(self) -> dict[str, Any]:
         same = "n_shared n_specific decoder prior weights trial_dim time_dim layout seed".split()
@@ -171,6 +184,7 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
                 len(self.latent_index(m)),
                 decoder=self.decoder if image else "mlp",
                 image_shape=image,
+                scale=layout["features"][m].get("scale", 1.0),  # absent in older files
             )
         self.nets = nn.ModuleDict(nets)
         ell = layout["lengthscale_bins"]
@@ -274,12 +288,16 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
                 callback=callback,
             )
         finally:
-            store = pyro.get_param_store()
-            for key in [k for k in store.keys() if k.startswith(self._pyro_name + "$$$")]:
-                del store[key]  # the module keeps its parameters; the global store need not
-            self._moments = None
+            self._forget_pyro_params()
             self.raw_lengthscale.requires_grad_(True)
         return self
+
+    def _forget_pyro_params(self) -> None:
+        """Drop this model's Pyro store entries (a copy, same name, would train them)."""
+        store = pyro.get_param_store()
+        for key in [k for k in store.keys() if k.startswith(self._pyro_name + "$$$")]:
+            del store[key]  # the module keeps its parameters; the global store need not
+        self._moments = None
 
     def _check_or_build(self, prepared: TrialData) -> None:
         if self.layout is None:
@@ -300,8 +318,9 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
         for m, a in prepared.modalities.items():
             expected, got = self.layout["features"][m]["sizes"], describe(a)["sizes"]
             if got != expected:
-                raise ValueError(
-                    f"expected modality {m!r} with feature sizes {expected}, got {got}"
+                raise ShapeMismatchError(
+                    f"expected modality {m!r} with feature sizes {expected} (dims "
+                    f"{self.layout['features'][m]['dims']}, as fitted), got {got}"
                 )
 
     def _prepare(self, data, required: bool = False) -> TrialData:
@@ -324,10 +343,12 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
         n = len(prepared.trials)
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(seed)
-            loss = pyro.infer.TraceMeanField_ELBO().loss(
-                self._model, self._guide, prepared.modalities, n, len(prepared.time)
-            )
-        self._moments = None
+            try:
+                loss = pyro.infer.TraceMeanField_ELBO().loss(
+                    self._model, self._guide, prepared.modalities, n, len(prepared.time)
+                )
+            finally:
+                self._forget_pyro_params()
         return -loss / n
 
     def latent_moments(self, data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -339,7 +360,7 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
         """q's time marginals from already validated modality arrays."""
         n_bins = next(iter(arrays.values())).values.shape[1]
         with torch.no_grad():
-            return self._q(arrays, n_bins)[1]
+            return check_moments(*self._q(arrays, n_bins)[1])
 
     def posterior(self, data: xr.Dataset) -> xr.Dataset:
         """``latent_mean``/``latent_variance`` (trial, time, latent; ``group`` says shared or

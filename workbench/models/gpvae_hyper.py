@@ -5,9 +5,20 @@ from __future__ import annotations
 
 import torch
 
+from workbench.errors import check_positive
 from workbench.models.base import ParameterSpec
 
-__all__ = ["GPVAEHyperparameters"]
+__all__ = ["GPVAEHyperparameters", "check_settings"]
+
+
+def check_settings(lengthscale: float | None, weights: dict | None, modalities: dict) -> dict:
+    """The modalities' likelihood weights (default 1), once the initial ``lengthscale`` (None:
+    chosen at fit time) is finite and > 0 and every weight finite and >= 0."""
+    if lengthscale is not None:
+        check_positive("lengthscale", lengthscale)
+    given = weights or {}
+    return {m: check_positive(f"weight of {m!r}", given.get(m, 1.0), allow_zero=True)
+            for m in modalities}  # fmt: skip
 
 
 class GPVAEHyperparameters:
@@ -55,6 +66,7 @@ class GPVAEHyperparameters:
         latent = name.removeprefix("lengthscale.")
         if latent not in self.latent_names:
             raise KeyError(f"expected one of {sorted(self.hyperparameters())}, got {name!r}")
+        value = check_positive(name, value)
         low, high = self._lengthscale_bounds()
         bins = min(max(value, low * 1.0001), high * 0.9999) / self.layout["bin_width"]
         raw = self.raw_lengthscale_constraint.inverse_transform(torch.tensor(bins))

@@ -137,9 +137,11 @@ class DecodedModality(Modality):
         hidden=(256, 128),
         decoder: str = "mlp",
         image_shape: tuple[int, int] | None = None,
+        scale: float = 1.0,
     ) -> None:
         super().__init__(n_features, n_latents, hidden)
-        self.kind = kind
+        # Gaussian values reach the networks divided by scale (counts and 0/1 values as they are)
+        self.kind, self.scale = kind, float(scale) if kind == "gaussian" else 1.0
         if decoder == "conv":
             if image_shape is None or image_shape[0] % 4 or image_shape[1] % 4:
                 raise ValueError(
@@ -163,17 +165,24 @@ class DecodedModality(Modality):
         return self.raw_noise_constraint.transform(self.raw_noise)
 
     def start(self, x: torch.Tensor, observed: torch.Tensor) -> None:
-        """Noise variance at a tenth of the data's variance."""
+        """Noise variance at a tenth of the data's variance (of its mean square when the data
+        are constant or a single value), at least 1e-6 on the networks' scale."""
         if self.kind == "gaussian":
             with torch.no_grad():
-                start = torch.tensor(0.1 * float(x[observed.bool()].var()) + 1e-6)
+                seen = x[observed.bool()].double()
+                var = float(seen.var()) if seen.numel() > 1 else 0.0
+                var = var if var > 0 else float(seen.square().mean())
+                start = torch.tensor(0.1 * var + 1e-6 * self.scale**2)
                 self.raw_noise.fill_(float(self.raw_noise_constraint.inverse_transform(start)))
+
+    def prepare(self, x):
+        return x / self.scale
 
     def _distribution(self, z: torch.Tensor):  # z: (..., latent, time)
         out = self.decoder(z.transpose(-1, -2))
         if self.kind == "bernoulli":
             return dist.Bernoulli(logits=out, validate_args=False)
-        return dist.Normal(out, self.noise.sqrt())
+        return dist.Normal(self.scale * out, self.noise.sqrt())
 
     def observe(self, name, x, observed, z, mean, var, closed_form):
         law = self._distribution(z).mask(observed.bool()).to_event(2)
@@ -219,10 +228,14 @@ def make_modality(
     *,
     decoder: str = "mlp",
     image_shape: tuple[int, int] | None = None,
+    scale: float = 1.0,
 ) -> Modality:
-    """The modality for likelihood ``kind`` in ("poisson", "gaussian", "bernoulli")."""
+    """The modality for likelihood ``kind`` in ("poisson", "gaussian", "bernoulli"); decoded
+    modalities see values divided by ``scale`` (see :func:`~workbench.data.multimodal.describe`)."""
     if kind not in _KINDS:
         raise ValueError(f"expected a modality likelihood in {_KINDS}, got {kind!r}")
     if kind == "poisson":
         return PoissonModality(n_features, n_latents)
-    return DecodedModality(n_features, n_latents, kind, decoder=decoder, image_shape=image_shape)
+    return DecodedModality(
+        n_features, n_latents, kind, decoder=decoder, image_shape=image_shape, scale=scale
+    )

@@ -10,6 +10,7 @@ import xarray as xr
 
 from workbench.data.multimodal import TrialData
 from workbench.io import make_attrs, samples_to_inference_data
+from workbench.models.divergence import check_moments
 
 __all__ = ["gpvae_dataset", "gpvae_inference_data", "gpvae_scores"]
 
@@ -50,7 +51,8 @@ def gpvae_dataset(model, prepared: TrialData, mean: torch.Tensor, var: torch.Ten
     with torch.no_grad():
         for m, net in model.nets.items():
             idx = model.latent_index(m)
-            recon = net.reconstruct(mean[:, idx], var[:, idx]).numpy().astype(np.float64)
+            recon = check_moments(net.reconstruct(mean[:, idx], var[:, idx]))[0]
+            recon = recon.numpy().astype(np.float64)
             fdims, fcoords, sizes = _feature_layout(model, prepared, m)
             data[f"{m}_mean"] = ((*dims[:2], *fdims), recon.reshape(*recon.shape[:2], *sizes))
             coords |= fcoords

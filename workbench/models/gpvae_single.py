@@ -23,8 +23,11 @@ class GPVAE(MultimodalGPVAE):
         kwargs.pop("modalities", None)
         kwargs.pop("n_shared", None)
         kwargs.pop("n_specific", None)
+        layout = kwargs.pop("layout", None)  # built below: the latent names need self.name
         super().__init__({name: likelihood}, n_shared=n_latents, n_specific=0, **kwargs)
         self.name, self.likelihood_name, self.n_latents = name, likelihood, n_latents
+        if layout is not None:
+            self._build(layout)
 
     @property
     def latent_names(self) -> list[str]:

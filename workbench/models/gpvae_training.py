@@ -9,9 +9,13 @@ import pyro
 import torch
 
 from workbench.data.multimodal import TrialData
+from workbench.models.divergence import DivergenceGuard, check_finite
 from workbench.progress import progress_bar
 
-__all__ = ["check_schedule", "train_svi"]
+__all__ = ["ADVICE", "check_schedule", "train_svi"]
+
+#: What to try when SVI keeps diverging (the end of ``FitDivergedError``).
+ADVICE = "Try a smaller lr (and final_lr), a larger batch_size, or rescaling the data"
 
 
 def check_schedule(lr: float, final_lr: float, modality_dropout: float) -> None:
@@ -35,16 +39,20 @@ def train_svi(
     callback: Any,
 ) -> None:
     """Run ``epochs`` epochs of Pyro SVI on ``model._model``/``model._guide`` (see
-    :meth:`workbench.models.MultimodalGPVAE.fit`), appending to ``model.elbo_trace``."""
+    :meth:`workbench.models.MultimodalGPVAE.fit`), appending to ``model.elbo_trace``.
+
+    A step whose ELBO, gradients or parameters are not finite is rolled back and SVI restarts
+    with a 10x smaller rate (:class:`~workbench.models.divergence.DivergenceGuard`)."""
     check_schedule(lr, final_lr, modality_dropout)
     arrays, n_bins, n = prepared.modalities, len(prepared.time), len(prepared.trials)
     decay = (final_lr / lr) ** (1 / max(1, epochs * -(-n // batch_size)))  # per step
-    svi = pyro.infer.SVI(
-        model._model,
-        model._guide,
-        pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": 10.0}),
-        pyro.infer.TraceMeanField_ELBO(),
-    )
+
+    def make_svi(rate: float) -> pyro.infer.SVI:
+        optim = pyro.optim.ClippedAdam({"lr": rate, "lrd": decay, "clip_norm": 10.0})
+        return pyro.infer.SVI(model._model, model._guide, optim, pyro.infer.TraceMeanField_ELBO())
+
+    svi = make_svi(lr)
+    guard = DivergenceGuard(model, unit="epoch", advice=ADVICE)
     start = model.seed + len(model.elbo_trace)
     gen = torch.Generator().manual_seed(start)
     with (
@@ -66,7 +74,13 @@ def train_svi(
                 if len(sub) > 1 and float(torch.rand((), generator=gen)) < modality_dropout:
                     names = list(sub)
                     encode = [names[int(torch.randint(len(names), (), generator=gen))]]
-                total += svi.step(sub, n, n_bins, True, encode) * len(batch) / n
+                with guard.attempt(epoch) as attempt:  # a diverged step is rolled back
+                    loss = svi.step(sub, n, n_bins, True, encode)
+                    check_finite(loss, "the ELBO")
+                if not attempt.ok:
+                    svi = make_svi(lr * guard.scale)  # fresh optimiser states, smaller steps
+                    continue
+                total += loss * len(batch) / n
             model.elbo_trace.append(-total / n)
             bar.update(1)
             if callback is not None:

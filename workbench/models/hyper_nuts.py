@@ -38,7 +38,7 @@ from workbench.data import Observations
 from workbench.io.arviz import check_num_samples
 from workbench.io.attrs import make_attrs
 from workbench.models.hyper_outputs import check_model, hyper_inference_data, replicate_draws
-from workbench.models.hyper_priors import describe, resolve_priors
+from workbench.models.hyper_priors import describe, inside, resolve_priors
 from workbench.progress import progress_bar
 
 __all__ = ["sample_hyperparameters"]
@@ -65,7 +65,11 @@ class _LogMarginal(torch.nn.Module):
         for name, value in values.items():
             path, param, constraint = self.raw[name]
             value = value.to(param).reshape(param.shape)
-            params[path] = value if constraint is None else constraint.inverse_transform(value)
+            if constraint is not None:
+                # below a floor (noise > 1e-8) the model cannot go: the likelihood stays at the
+                # floor's value there, which keeps NUTS's energies finite
+                value = constraint.inverse_transform(inside(value, constraint))
+            params[path] = value
         return torch.func.functional_call(self, params, ())
 
 

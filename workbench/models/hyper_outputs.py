@@ -29,6 +29,7 @@ from workbench.data import Observations, resolve_at
 from workbench.io.arviz import pointwise_layout, samples_to_inference_data
 from workbench.io.attrs import make_attrs
 from workbench.io.to_xarray import predictive_to_dataset
+from workbench.models.hyper_priors import set_draw
 from workbench.ssm import sample_state_space_prior
 
 __all__ = [
@@ -109,7 +110,7 @@ def replicate_draws(
     terms, y_rep = [], []
     for index in np.ndindex(*shape):
         for name, values in draws.items():
-            work.set_hyperparameter(name, float(values[index]))
+            set_draw(work, name, float(values[index]))
         t, y = _draw_outputs(work, obs, g)
         terms.append(t.cpu().numpy())
         y_rep.append(y.cpu().numpy())
@@ -256,7 +257,7 @@ def averaged_posterior(
     work, means, variances = copy.deepcopy(model), [], []
     for i in range(len(next(iter(draws.values())))):
         for name, values in draws.items():
-            work.set_hyperparameter(name, float(values[i]))
+            set_draw(work, name, float(values[i]))
         post = work.predict_moments(obs, x_new)
         noise = work.noise.detach() if observation_noise else 0.0
         means.append(post.mean)

@@ -26,7 +26,7 @@ import torch
 
 from workbench.errors import ValueRangeError
 
-__all__ = ["default_priors", "describe", "resolve_priors"]
+__all__ = ["default_priors", "describe", "inside", "resolve_priors", "set_draw"]
 
 _LOG_SD = 1.5  # default prior sd of log(positive hyper-parameter)
 
@@ -34,6 +34,29 @@ _LOG_SD = 1.5  # default prior sd of log(positive hyper-parameter)
 def _scalar_constraints(model: Any) -> dict[str, Any]:
     """Scalar hyper-parameters, name -> GPyTorch constraint (or None)."""
     return {name: c for name, p, c in model._constrained() if p.numel() == 1}
+
+
+def inside(value: torch.Tensor, constraint: Any) -> torch.Tensor:
+    """``value`` moved strictly inside the constraint's interval (by a relative 1e-9).
+
+    A prior may put mass where the model cannot go (a LogNormal noise prior below the 1e-8
+    noise floor); there the model, and so the likelihood, stays at the floor.
+    """
+    lower, upper = float(constraint.lower_bound), float(constraint.upper_bound)
+    tiny = torch.finfo(value.dtype).tiny
+    if math.isfinite(lower):
+        value = value.clamp_min(lower + 1e-9 * abs(lower) + tiny)
+    if math.isfinite(upper):
+        value = value.clamp_max(upper - 1e-9 * abs(upper) - tiny)
+    return value
+
+
+def set_draw(model: Any, name: str, value: float) -> None:
+    """Set hyper-parameter ``name`` of ``model`` to a drawn ``value`` (see :func:`inside`)."""
+    constraint = dict((n, c) for n, _, c in model._constrained())[name]
+    if constraint is not None:
+        value = float(inside(torch.tensor(value, dtype=torch.float64), constraint))
+    model.set_hyperparameter(name, value)
 
 
 def default_priors(model: Any, fixed: Iterable[str] = ()) -> dict[str, Any]:

@@ -26,10 +26,11 @@ import torch
 from workbench.inference import Sites
 from workbench.inference.whittle import expected_periodogram, periodogram, whittle_log_likelihood
 from workbench.models.latent_estep import LatentState, stack_state_space
+from workbench.models.training import optimize, require_progress
 from workbench.models.trials import PackedTrials
 from workbench.ssm.site_filter import site_filter
 
-__all__ = ["kernel_objectives", "readout_loss"]
+__all__ = ["kernel_objectives", "mstep", "readout_loss"]
 
 Loss = Callable[[], torch.Tensor]
 
@@ -115,6 +116,23 @@ def kernel_objectives(
         return -site_filter(A, Q, H, info, precision, Pinf, index).log_marginal.sum() / n
 
     return [([p for latent in latents for p in _trainable(latent)], joint_loss)]
+
+
+def mstep(model, data, state: LatentState, n: int, method: str, iterations: int, learn: bool,
+          scale: float = 1.0) -> None:  # fmt: skip
+    """A partial M-step (generalised EM) of a :class:`LatentTrajectoryGP`: ``iterations``
+    L-BFGS iterations in one step on (C, d), then (``learn``) on each kernel objective, with
+    initial step length ``scale``. Raises ``Divergence`` when one of them failed entirely."""
+    if iterations <= 0:
+        return
+    loss = readout_loss(model.observation, data.y, data.mask, state, model.C, model.d, n)
+    groups = [([model.C, model.d], loss)]
+    if learn:
+        groups += kernel_objectives(model.latents, data.packed, state, n, method, data.dt)
+    for params, objective in groups:
+        done = optimize(model, objective, steps=1, lr=scale, optimizer="lbfgs", progress=False,
+                        params=params, max_iter=iterations)  # fmt: skip
+        require_progress(done, 1)
 
 
 def _trainable(module: torch.nn.Module) -> list[torch.nn.Parameter]:

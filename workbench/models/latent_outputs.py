@@ -11,6 +11,7 @@ import xarray as xr
 from workbench.data import Observations
 from workbench.io import make_attrs, samples_to_inference_data
 from workbench.likelihoods import Poisson
+from workbench.models.divergence import check_moments
 from workbench.models.latent_estep import LatentState
 from workbench.models.trials import PackedTrials
 
@@ -54,7 +55,8 @@ def latent_dataset(model, spikes, data: LatentData, state: LatentState, elbo: fl
     if isinstance(obs_model, Poisson) and obs_model.link == "exp":
         with torch.no_grad():
             mu, s2 = state.eta_moments(model.C, model.d)
-            rate = packed.unpack(torch.exp(mu + 0.5 * s2))  # E[exp(eta)]: events per unit time
+            rate = check_moments(torch.exp(mu + 0.5 * s2))[0]  # E[exp(eta)]: events per time
+            rate = packed.unpack(rate)
         ds["rate"] = ((*lead, "time", model.unit_dim), pick(rate.transpose(1, 2).numpy()))
         ds["rate"].attrs = {
             "long_name": "posterior mean firing rate",

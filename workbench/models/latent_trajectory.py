@@ -12,7 +12,7 @@ import torch
 import xarray as xr
 
 from workbench.data import Observations, TimeAxis, from_dataarray
-from workbench.errors import DimensionError, WorkbenchWarning
+from workbench.errors import DimensionError, ShapeMismatchError, WorkbenchWarning
 from workbench.inference.whittle import is_regular_grid
 from workbench.kernels import MaternKernel, StateSpaceKernel, kernel_from_spec, kernel_to_spec
 from workbench.likelihoods import (
@@ -22,13 +22,13 @@ from workbench.likelihoods import (
     make_likelihood,
 )
 from workbench.models.base import Model
+from workbench.models.divergence import DivergenceGuard, check_finite, check_moments
 from workbench.models.latent_estep import LatentState, elbo, estep
-from workbench.models.latent_mstep import kernel_objectives, readout_loss
+from workbench.models.latent_mstep import mstep
 from workbench.models.latent_outputs import LatentData as _Data
 from workbench.models.latent_outputs import latent_dataset, latent_inference_data
 from workbench.models.latent_sampling import draw_latents
-from workbench.models.markov_gp import MarkovGP
-from workbench.models.training import optimize
+from workbench.models.markov_gp import CVI_ADVICE, MarkovGP
 from workbench.models.trials import pack_trials
 from workbench.progress import progress_bar
 
@@ -108,6 +108,8 @@ class LatentTrajectoryGP(Model):
             raise ValueError(f"expected estep in ('joint', 'mean_field'), got {estep!r}")
         if m_step not in ("auto", "whittle", "marginal"):
             raise ValueError(f"expected m_step in ('auto', 'whittle', 'marginal'), got {m_step!r}")
+        if int(cvi_steps) != cvi_steps or cvi_steps < 1 or not 0 < cvi_lr <= 1:
+            raise ValueError(f"expected cvi_steps >= 1, 0 < cvi_lr <= 1, got {cvi_steps}, {cvi_lr}")
         self.estep, self.m_step = estep, m_step
         kernels = _kernels(kernel, int(n_latents))
         self.latents = torch.nn.ModuleList([_latent_model(k, time_unit) for k in kernels])
@@ -122,6 +124,8 @@ class LatentTrajectoryGP(Model):
         if n_units is not None:
             self._make_readout(int(n_units))
         self._data: tuple | None = None
+
+    _fit_attributes = ("fit_elbo", "_data")  # fitted spikes and q, kept by save
 
     @property
     def n_latents(self) -> int:
@@ -187,6 +191,11 @@ class LatentTrajectoryGP(Model):
     def _prepare(self, spikes: xr.DataArray) -> _Data:
         """Validated data, packed trial by trial (see :mod:`workbench.models.trials`)."""
         obs, y, mask = self._observe(spikes)
+        if self.C is not None and y.shape[1] != self.C.shape[0]:
+            raise ShapeMismatchError(
+                f"expected {self.C.shape[0]} entries along dim {self.unit_dim!r} (the fitted "
+                f"readout's units), got {y.shape[1]}"
+            )
         if self.axis is None:
             self.axis = obs.axis
         x = obs.x.to(torch.float64)
@@ -197,19 +206,23 @@ class LatentTrajectoryGP(Model):
         return _Data(obs, packed, packed.pack(y), packed.pack(mask), y, mask, dt)
 
     # -- inference -----------------------------------------------------------------------------
-    def _estep(self, data: _Data, state: LatentState | None, steps: int) -> LatentState:
+    def _estep(self, data: _Data, state: LatentState | None, steps: int, scale=1.0) -> LatentState:
         return estep(
-            self.latents, data.packed.x, data.packed.starts, data.y, data.mask,
-            self.C, self.d, self.observation, state, steps, self.cvi_lr, self.estep == "joint",
+            self.latents, data.packed.x, data.packed.starts, data.y, data.mask, self.C, self.d,
+            self.observation, state, steps, self.cvi_lr * scale, self.estep == "joint",
         )  # fmt: skip
 
     def _initialize(self, y: torch.Tensor, mask: torch.Tensor) -> None:
-        """Readout from PCA of smoothed log counts; d from each unit's mean rate."""
+        """Readout from PCA of smoothed log counts (of the values themselves for real-valued
+        likelihoods, which may be negative); d from each unit's mean."""
         Y = torch.where(mask, y, torch.nan).double()
-        rate = torch.nanmean(Y, dim=(0, 2)).clamp_min(1e-3)
+        real = self.observation.support == "real"
+        rate = torch.nanmean(Y, dim=(0, 2))
+        rate = rate if real else rate.clamp_min(1e-3)
         with torch.no_grad():
             self.d.copy_(self.observation.latent_guess_per_unit(rate))
-            z = torch.log(torch.nan_to_num(Y, nan=0.0) + 0.5)
+            z = torch.nan_to_num(Y, nan=0.0)
+            z = z if real else torch.log(z + 0.5)
             z = torch.where(mask, z - z.mean((0, 2), keepdim=True), 0.0)
             flat = z.permute(1, 0, 2).reshape(z.shape[1], -1)
             # principal axes from the units x units Gram matrix (cheap for long recordings)
@@ -246,6 +259,8 @@ class LatentTrajectoryGP(Model):
         Each round runs ``cvi_steps`` CVI iterations (warm-started from the last round's sites),
         ``m_steps`` L-BFGS iterations on (C, d), and, with ``learn_hyperparameters``, on each
         kernel's objective (``m_step``). ``callback(step, loss)`` gets -ELBO per observed value.
+        A diverged round is rolled back and the next run with 10x smaller CVI damping and
+        M-step steps (:class:`~workbench.models.divergence.DivergenceGuard`).
         """
         data = self._prepare(spikes)
         if self.C is None:
@@ -260,34 +275,26 @@ class LatentTrajectoryGP(Model):
             self._initialize(data.y_grid, data.mask_grid)
         state, trace, n = None, [], int(data.mask.sum())
         method = self._kernel_method(data)
+        guard = DivergenceGuard(self, unit="EM round", advice=CVI_ADVICE)
         with progress_bar(steps, type(self).__name__, progress) as bar:
             for step in range(steps):
-                state = self._estep(data, state, self.cvi_steps)
-                # ELBO of (q, current parameters), before the M-step moves them
-                trace.append(elbo(self.observation, data.y, data.mask, state, self.C, self.d))
-                loss = readout_loss(self.observation, data.y, data.mask, state, self.C, self.d, n)
-                self._lbfgs(loss, [self.C, self.d], m_steps)
-                if learn_hyperparameters:
-                    objectives = kernel_objectives(
-                        self.latents, data.packed, state, n, method, data.dt
-                    )
-                    for params, objective in objectives:
-                        self._lbfgs(objective, params, m_steps)
+                with guard.attempt(step) as attempt:
+                    new = self._estep(data, state, self.cvi_steps, guard.scale)
+                    # ELBO of (q, current parameters), before the M-step moves them
+                    value = elbo(self.observation, data.y, data.mask, new, self.C, self.d)
+                    check_finite(value, "the ELBO")
+                    mstep(self, data, new, n, method, m_steps, learn_hyperparameters, guard.scale)
+                if not attempt.ok:
+                    continue
+                state = new
+                trace.append(value)
                 bar.update(1)
                 bar.set_postfix(elbo=f"{trace[-1]:.4g}")
                 if callback is not None:
                     callback(step, -trace[-1] / n)
         self.fit_elbo = trace
-        self._data = (spikes, state)
+        self._data = (spikes.astype("float64", copy=False), state)  # validated: warns once
         return self
-
-    def _lbfgs(self, loss, params, iterations: int) -> None:
-        """A partial M-step (generalised EM): ``iterations`` L-BFGS iterations in one step."""
-        if iterations > 0:
-            optimize(
-                self, loss, steps=1, lr=1.0, optimizer="lbfgs", progress=False, params=params,
-                max_iter=iterations,
-            )  # fmt: skip
 
     def parameter_specs(self) -> list:
         """Sliders for the latents' learnable kernel hyper-parameters only."""
@@ -310,11 +317,13 @@ class LatentTrajectoryGP(Model):
         state = None
         if spikes is None:
             if self._data is None:
-                raise ValueError("expected spikes (the model holds no fitted data after load)")
+                raise ValueError("expected spikes (the model holds no fitted data)")
             spikes, state = self._data
         data = self._prepare(spikes)
         steps = self.cvi_steps if state is None else 0  # fitted sites: re-smooth only
-        return spikes, data, self._estep(data, state, steps)
+        state = self._estep(data, state, steps)
+        check_moments(state.mean, state.var)  # packed bins: no NaN tails
+        return spikes, data, state
 
     def sample_latents(
         self, num_samples: int = 100, spikes: xr.DataArray | None = None, seed: int = 0

@@ -11,19 +11,26 @@ import torch
 import xarray as xr
 
 from workbench.data import TimeAxis, from_dataarray
-from workbench.errors import DimensionError, WorkbenchWarning
+from workbench.errors import DimensionError, ShapeMismatchError, WorkbenchWarning
 from workbench.kernels import kernel_from_spec, kernel_to_spec
 from workbench.kernels.batched import batched_kernel, dense_kernel, squared_exponential
 from workbench.models import magma_vem as vem
 from workbench.models.base import Model
+from workbench.models.divergence import DivergenceGuard, check_finite, check_hyperparameters
 from workbench.models.magma_init import initialize
 from workbench.models.magma_results import MagmaResults
 from workbench.models.task_grid import TaskGrid, grid_patterns, task_grid
 from workbench.models.task_table import tasks_from_long
-from workbench.models.training import optimize
+from workbench.models.training import optimize, require_progress
 from workbench.progress import progress_bar
 
-__all__ = ["HYPOTHESES", "Magma", "MagmaClust"]
+__all__ = ["ADVICE", "HYPOTHESES", "Magma", "MagmaClust"]
+
+#: What to try when the EM keeps diverging (the end of ``FitDivergedError``).
+ADVICE = (
+    "Try fewer m_steps, rescaling the data (times and values), initial kernel hyper-parameters "
+    "closer to the data's scales, or fewer clusters"
+)
 
 #: Hyper-parameter sharing: mean processes ("0" common, "k" per cluster) x tasks ("0", "i").
 HYPOTHESES = ("H00", "Hk0", "H0i", "Hki")
@@ -69,6 +76,8 @@ class MagmaClust(MagmaResults, Model):
        Gaussian processes", JMLR 24(5), 2023.
     """
 
+    _fit_attributes = ("fit_elbo", "_fitted")  # training data and memberships, kept by save
+
     def __init__(
         self,
         n_clusters: int = 2,
@@ -99,6 +108,9 @@ class MagmaClust(MagmaResults, Model):
         self.prior_mean_mode = prior_mean
         templates = [mean_kernel, task_kernel]
         templates = [kernel_from_spec(k) if isinstance(k, dict) else k for k in templates]
+        for name, kernel in zip(("mean_kernel", "task_kernel"), templates, strict=True):
+            if kernel is not None:
+                check_hyperparameters(kernel, name)
         self._templates = [k if k is not None else squared_exponential() for k in templates]
         per_cluster = self.n_clusters if hypothesis[1] == "k" else None
         self.mean_kernel = batched_kernel(self._templates[0], per_cluster)
@@ -191,7 +203,9 @@ class MagmaClust(MagmaResults, Model):
             value = vem.elbo(prior_cov, prior_mean, post, terms, tau, self.log_pi)
         return post, tau, float(value)
 
-    def _mstep(self, grid: TaskGrid, post: vem.MeanPosterior, tau: torch.Tensor) -> None:
+    def _mstep(self, grid: TaskGrid, post: vem.MeanPosterior, tau: torch.Tensor, lr=1.0) -> None:
+        """Memberships' prior, then ``m_steps`` L-BFGS iterations (initial step ``lr``) per
+        hyper-parameter group; raises ``Divergence`` when a group's step failed entirely."""
         with torch.no_grad():
             self.log_pi.copy_(tau.mean(0).clamp_min(1e-300).log())
             moments = vem.second_moments(post, tau, grid)
@@ -215,10 +229,11 @@ class MagmaClust(MagmaResults, Model):
             (mean_loss, list(self.mean_kernel.parameters())),
             (task_loss, task_params),
         ):
-            optimize(
-                self, loss, steps=1, lr=1.0, optimizer="lbfgs", progress=False, params=params,
+            done = optimize(
+                self, loss, steps=1, lr=lr, optimizer="lbfgs", progress=False, params=params,
                 max_iter=self.m_steps,
             )  # fmt: skip
+            require_progress(done, 1)
         if self.prior_mean_mode == "constant":
             self._update_constant_means(grid.x, post)
 
@@ -246,30 +261,44 @@ class MagmaClust(MagmaResults, Model):
         """
         if isinstance(da, xr.Dataset):
             da = tasks_from_long(da, task=self.task_dim)
-        if "time" in da.dims:  # the union grid is that of the observed inputs
-            da = da.dropna("time", how="all")
+        if isinstance(da, xr.DataArray) and da.size and "time" in da.dims:
+            da = da.dropna("time", how="all")  # the union grid is that of the observed inputs
         grid, _ = self._grid(da)
         M = grid.y.shape[0]
         if self.n_clusters > M:
-            raise ValueError(f"expected n_clusters <= the {M} tasks, got {self.n_clusters}")
+            raise ShapeMismatchError(
+                f"expected n_clusters <= the {M} tasks along dim {self.task_dim!r}, "
+                f"got {self.n_clusters}"
+            )
         if self.n_tasks is None:
             self._make_task_parameters(M)
         elif self.n_tasks != M and self.hypothesis[2] == "i":
-            raise ValueError(f"expected {self.n_tasks} tasks (task-specific HPs), got {M}")
+            raise ShapeMismatchError(
+                f"expected {self.n_tasks} tasks along dim {self.task_dim!r} (task-specific "
+                f"HPs), got {M}"
+            )
         tau, self.fit_elbo = initialize(self, grid), []
+        guard = DivergenceGuard(self, unit="EM iteration", advice=ADVICE)
         with progress_bar(self.max_iter, type(self).__name__, progress) as bar:
             for step in range(self.max_iter):
-                post, tau, value = self._estep(grid, tau, update_tau=step > 0)
+                with guard.attempt(step) as attempt:  # rolled back (with tau) if it diverges
+                    post, new_tau, value = self._estep(grid, tau, update_tau=step > 0)
+                    check_finite(value, "the ELBO")
+                    last = self.fit_elbo[-1] if step > 1 and self.fit_elbo else math.inf
+                    if not (done := abs(value - last) < self.tol * abs(value)):
+                        self._mstep(grid, post, new_tau, lr=guard.scale)
+                if not attempt.ok:
+                    continue
+                tau = new_tau
                 self.fit_elbo.append(value)
                 bar.update(1)
                 bar.set_postfix(elbo=f"{value:.5g}")
                 if callback is not None:
                     callback(step, -value)
-                if step > 1 and abs(value - self.fit_elbo[-2]) < self.tol * abs(value):
+                if done:
                     break
-                self._mstep(grid, post, tau)
         self._warn_empty(tau)
-        self._fitted = (da, tau)
+        self._fitted = (da.astype("float64", copy=False), tau)  # validated: warns once
         x, _, post = self._hyperposterior()  # new-task predictions: O(P^2 Q), not O(K P^3)
         for name, value in zip(("x", "mean", "cov", "logdet"), (x, *post), strict=True):
             setattr(self, f"hyper_{name}", value.detach().clone())

@@ -18,7 +18,9 @@ TASK_SHARE = 0.03
 def initialize(model, grid: TaskGrid) -> torch.Tensor:
     """Hyper-parameters from the data's scales; memberships from k-means on the curves."""
     values = grid.y[grid.valid]
-    var = float(values.var()) if values.numel() > 1 else 1.0
+    var = float(values.var()) if values.numel() > 1 else 0.0
+    # constant data or one value: the mean square (a zero outputscale has no raw value)
+    var = var if var > 0 else float(values.square().mean()) or 1.0
     span = float(grid.x.max() - grid.x.min()) or 1.0
     for kernel, scale in ((model.mean_kernel, var), (model.task_kernel, TASK_SHARE * var)):
         for module in kernel.modules():
@@ -27,9 +29,10 @@ def initialize(model, grid: TaskGrid) -> torch.Tensor:
             elif getattr(module, "has_lengthscale", False):
                 module.initialize(lengthscale=0.1 * span)
     with torch.no_grad():
-        model.raw_noise.fill_(
-            model.raw_noise_constraint.inverse_transform(torch.tensor(0.01 * var))
-        )
+        # above the constraint's floor (1e-8), or the raw value is NaN (tiny data)
+        floor = 2 * float(model.raw_noise_constraint.lower_bound)
+        noise = torch.tensor(max(0.01 * var, floor), dtype=torch.float64)
+        model.raw_noise.fill_(model.raw_noise_constraint.inverse_transform(noise))
         if model.prior_mean_mode == "constant":
             model.mean_constant.fill_(float(values.mean()))
     return kmeans_memberships(grid, model.n_clusters, model.seed)

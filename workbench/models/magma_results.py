@@ -18,6 +18,7 @@ from workbench.io.arviz import (
 )
 from workbench.kernels.batched import dense_kernel
 from workbench.models import magma_vem as vem
+from workbench.models.divergence import check_moments
 from workbench.models.magma_outputs import label, prediction_dataset
 from workbench.models.magma_predict import ClusterPrediction, fit_new_task_kernel, predict_clusters
 from workbench.models.magma_sampling import draw_mixture, gaussian_draws, task_predictive
@@ -110,6 +111,7 @@ class MagmaResults:
         if not 0.0 < ci_prob < 1.0:
             raise ValueError(f"expected 0 < ci_prob < 1, got {ci_prob}")
         pred, noise, coords = self._new_task(new, at)
+        check_moments(pred.mean, pred.cov.diagonal(0, -2, -1), pred.membership)
         ds = prediction_dataset(self, pred, noise, coords, ci_prob)
         label(ds, new.attrs, time_attrs=new["time"].attrs)
         return ds

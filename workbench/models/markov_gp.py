@@ -12,8 +12,9 @@ from workbench.data import Observations
 from workbench.inference import Sites, cvi, cvi_elbo, sites_to_observations
 from workbench.kernels.statespace import StateSpaceKernel
 from workbench.models.base import Posterior
+from workbench.models.divergence import DivergenceGuard, check_finite
 from workbench.models.gp_regression import GPRegression
-from workbench.models.training import optimize
+from workbench.models.training import optimize, require_progress
 from workbench.progress import progress_bar
 from workbench.ssm import (
     FilterResult,
@@ -24,8 +25,15 @@ from workbench.ssm import (
     rts_smoother,
 )
 from workbench.ssm.fast import compiled_available, compiled_kalman_filter, compiled_rts_smoother
+from workbench.ssm.square_root import SqrtFilterResult, sqrt_kalman_filter, sqrt_rts_smoother
 
-__all__ = ["MarkovGP"]
+__all__ = ["CVI_ADVICE", "MarkovGP"]
+
+#: What to try when variational EM keeps diverging (the end of ``FitDivergedError``).
+CVI_ADVICE = (
+    "Try a smaller cvi_lr (CVI damping) or lr, more cvi_steps, rescaling the data, or initial "
+    "hyper-parameters closer to the data's scales"
+)
 
 
 class MarkovGP(GPRegression):
@@ -44,10 +52,13 @@ class MarkovGP(GPRegression):
     :math:`P_\infty`), which keeps high orders and short steps well conditioned. Extra dims of
     the input are independent series sharing the hyper-parameters.
 
-    Computations run in float64 by default. ``model.float()`` runs them in float32 (e.g. on a
-    GPU); on unit-scale data, posterior means then stay within 1e-4 and variances within 5e-4
-    (relative) of float64 for Hida-Matérn orders up to 2 and steps down to 1e-3 lengthscales
-    (tested).
+    Computations run in float64 by default, where every path equals the dense GP to 1e-10 for
+    lengthscales from 1e-3 to 1e4 grid steps and across gaps of 1e6 steps. ``model.float()``
+    runs them in float32 (e.g. on a GPU): on unit-scale data with a noise variance of at least
+    1e-4, Matérn ν ≤ 5/2 or Hida-Matérn order ≤ 2 kernels and steps from 1e-3 to 1e3
+    lengthscales, posterior means stay within 1e-5 of float64 and variances within 1e-3 of the
+    largest variance (2e-4 with ``square_root=True``). Both claims are tested
+    (``tests/reliability/test_statespace_robustness.py``).
 
     Parameters
     ----------
@@ -67,6 +78,13 @@ class MarkovGP(GPRegression):
         tensor operation: the fast path on GPUs). ``False``: the sequential recursions, compiled
         with numba (exact hand-derived gradients) for float64 CPU tensors. ``"auto"`` picks the
         compiled sequential path for float64 on CPU and the scans otherwise.
+    square_root : bool
+        Filter and smooth in square-root form (:mod:`workbench.ssm.square_root`: covariance
+        factors updated by QR, PSD by construction) instead of the ``parallel`` choice. The
+        robust option for float32, steps far below the lengthscale and near noise-free data.
+        It is a sequential loop over time steps in torch (differentiable by autograd, any
+        device), about 1 ms per step on one CPU core: hundreds of times slower than the
+        compiled path, so meant for series up to about 10⁴ points or for checking a result.
     noise, mean, trend, share_hyperparameters, time_unit
         As for :class:`~workbench.models.ExactGP`.
 
@@ -88,6 +106,7 @@ class MarkovGP(GPRegression):
         likelihood: str = "gaussian",
         *,
         parallel: bool | str = "auto",
+        square_root: bool = False,
         cvi_steps: int = 30,
         cvi_lr: float = 0.7,
         m_steps: int = 5,
@@ -107,12 +126,15 @@ class MarkovGP(GPRegression):
             )
         super().__init__(kernel, likelihood, **kwargs)
         self.parallel = parallel
+        self.square_root = bool(square_root)
         self.cvi_steps, self.cvi_lr, self.m_steps = int(cvi_steps), float(cvi_lr), int(m_steps)
 
     supports_cvi = True
 
     def get_config(self) -> dict[str, Any]:
         config = {**super().get_config(), "parallel": self.parallel}
+        if self.square_root:
+            config["square_root"] = True
         if self.observation is not None:
             config.update(cvi_steps=self.cvi_steps, cvi_lr=self.cvi_lr, m_steps=self.m_steps)
         return config
@@ -120,7 +142,12 @@ class MarkovGP(GPRegression):
     @classmethod
     def _init_kwargs(cls, config: dict[str, Any]) -> dict[str, Any]:
         extra = {k: config[k] for k in ("cvi_steps", "cvi_lr", "m_steps") if k in config}
-        return {**super()._init_kwargs(config), "parallel": config.get("parallel", "auto"), **extra}
+        return {
+            **super()._init_kwargs(config),
+            "parallel": config.get("parallel", "auto"),
+            "square_root": config.get("square_root", False),
+            **extra,
+        }
 
     def _use_scans(self) -> bool:
         if self.parallel == "auto":
@@ -132,6 +159,8 @@ class MarkovGP(GPRegression):
     ) -> FilterResult:
         A, Q, H, Pinf, which = ssm
         noise = self.noise if noise is None else noise
+        if self.square_root:
+            return sqrt_kalman_filter(A[which], Q[which], H, y, noise, mask, Pinf)
         if not self._use_scans() and compiled_available(self.mean):
             return compiled_kalman_filter(A, Q, H, y, noise, mask, Pinf, which)
         run = parallel_kalman_filter if self._use_scans() else kalman_filter
@@ -139,6 +168,8 @@ class MarkovGP(GPRegression):
 
     def _smoother(self, ssm: tuple, filtered: FilterResult) -> SmootherResult:
         A, which = ssm[0], ssm[-1]
+        if isinstance(filtered, SqrtFilterResult):
+            return sqrt_rts_smoother(A[which], ssm[1][which], filtered)
         if not self._use_scans() and compiled_available(self.mean):
             return compiled_rts_smoother(A, filtered, which)
         return (parallel_rts_smoother if self._use_scans() else rts_smoother)(A[which], filtered)
@@ -248,7 +279,10 @@ class MarkovGP(GPRegression):
 
         return smoother
 
-    def _run_cvi(self, obs: Observations, sites: Sites | None = None, steps: int | None = None):
+    def _run_cvi(
+        self, obs: Observations, sites: Sites | None = None, steps: int | None = None, scale=1.0
+    ):
+        """CVI from ``sites``; ``scale`` shrinks the damping after a diverged EM round."""
         with torch.no_grad():
             return cvi(
                 obs.y.to(self.mean),
@@ -256,7 +290,7 @@ class MarkovGP(GPRegression):
                 self.observation,
                 self._cvi_smoother(obs.x.to(self.mean)),
                 steps=self.cvi_steps if steps is None else steps,
-                lr=self.cvi_lr,
+                lr=self.cvi_lr * scale,
                 sites=sites,
             )
 
@@ -296,18 +330,29 @@ class MarkovGP(GPRegression):
         At a CVI fixed point the ELBO's gradient in the hyper-parameters equals that of the
         pseudo-data log marginal likelihood (the site terms cancel), so the M-step is an exact
         Gaussian marginal-likelihood step with per-bin noise :math:`1/\lambda_t`.
+
+        A round that diverges (non-finite ELBO or parameters, failed factorisation, an M-step
+        whose every step failed) is rolled back with its sites; the next rounds run with 10x
+        smaller damping and M-step ``lr`` (:class:`~workbench.models.divergence.DivergenceGuard`).
         """
         x, n = obs.x.to(self.mean), obs.n_observed
         sites, trace = None, []  # sites warm-start across outer steps
+        guard = DivergenceGuard(self, unit="EM round", advice=CVI_ADVICE)
         with progress_bar(steps, type(self).__name__, progress) as bar:
             for step in range(steps):
-                sites = self._run_cvi(obs, sites).sites
-                if learn:
-                    loss = self._pseudo_data_loss(x, sites, n)
-                    optimize(
-                        self, loss, steps=self.m_steps, lr=lr, optimizer=optimizer, progress=False
-                    )
-                trace.append(self._elbo(obs, sites).sum().item())
+                with guard.attempt(step) as attempt:
+                    new = self._run_cvi(obs, sites, scale=guard.scale).sites
+                    if learn:
+                        loss = self._pseudo_data_loss(x, new, n)
+                        done = optimize(self, loss, steps=self.m_steps, lr=lr * guard.scale,
+                                        optimizer=optimizer, progress=False)  # fmt: skip
+                        require_progress(done, self.m_steps)
+                    value = self._elbo(obs, new).sum().item()
+                    check_finite(value, "the ELBO")
+                if not attempt.ok:
+                    continue
+                sites = new
+                trace.append(value)
                 bar.update(1)
                 bar.set_postfix(elbo=f"{trace[-1]:.4g}")
                 if callback is not None:

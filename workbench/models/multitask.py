@@ -96,7 +96,7 @@ class MultitaskGP(Model):
         self.inference, self.max_exact, self.n_inducing = inference, int(max_exact), n_inducing
         self.task_dim, self.seed, self.time_unit = task_dim, seed, time_unit
         self.axis = TimeAxis(**axis) if axis is not None else None
-        self._templates = self._latent_templates(kernel)
+        self._templates = self._checked(self._latent_templates(kernel), "kernel")
         self.kernel: gpytorch.kernels.Kernel | None = None
         self.tasks: list | None = None
         if tasks is not None:
@@ -117,9 +117,10 @@ class MultitaskGP(Model):
         T = len(tasks)
         self.tasks = tasks
         if self.interaction:
-            self.kernel = InteractionKernel(T, self.n_latents, self.rank)
+            self.kernel = InteractionKernel(T, self.n_latents, self.rank, seed=self.seed)
         else:
-            self.kernel = LMCKernel(self._templates, T, self.rank)
+            with torch.random.fork_rng(devices=[]):  # gpytorch draws factors (replaced below)
+                self.kernel = LMCKernel(self._templates, T, self.rank)
             gen = torch.Generator().manual_seed(self.seed)
             for index in self.kernel.coregionalization:
                 start = torch.randn(index.covar_factor.shape, generator=gen, dtype=torch.float64)
@@ -180,7 +181,7 @@ class MultitaskGP(Model):
         span = float(X[:, 0].max() - X[:, 0].min()) or 1.0
         with torch.no_grad():
             self.task_mean.copy_(means)
-            self.raw_noise.copy_(self.raw_noise_constraint.inverse_transform(0.05 * var))
+            self.raw_noise.copy_(self.raw_noise_constraint.inverse_transform(0.05 * var + 2e-8))
             self._scale_kernel(var.sqrt(), 0.1 * span)
 
     def _scale_kernel(self, sd: torch.Tensor, lengthscale: float) -> None:

@@ -11,6 +11,7 @@ import xarray as xr
 from scipy.spatial import cKDTree
 
 from workbench.data.spatial import spatial_data
+from workbench.errors import check_positive
 from workbench.inference.dkl import column_terms, elbo_from_terms
 from workbench.kernels import kernel_from_spec, kernel_to_spec
 from workbench.likelihoods import (
@@ -23,6 +24,7 @@ from workbench.likelihoods import (
 from workbench.linalg.factor import kl_factor, solve_upper, solve_upper_transposed
 from workbench.linalg.ic0 import ic0_robust
 from workbench.models.base import Model
+from workbench.models.divergence import DivergenceGuard, check_finite
 from workbench.models.sic_outputs import SparseOutputsMixin
 from workbench.models.sic_state import (
     OrderedData,
@@ -33,7 +35,13 @@ from workbench.models.sic_state import (
 )
 from workbench.progress import progress_bar
 
-__all__ = ["SparseInverseCholeskyGP"]
+__all__ = ["ADVICE", "SparseInverseCholeskyGP"]
+
+#: What to try when the fit keeps diverging (the end of ``FitDivergedError``).
+ADVICE = (
+    "Try a smaller lr or variational_lr, a larger nugget, rescaling the inputs, or initial "
+    "hyper-parameters closer to the data's scales"
+)
 
 
 class SparseInverseCholeskyGP(SparseOutputsMixin, Model):
@@ -83,8 +91,7 @@ class SparseInverseCholeskyGP(SparseOutputsMixin, Model):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if not rho > 0:
-            raise ValueError(f"expected rho > 0, got {rho}")
+        rho, nugget = check_positive("rho", rho), check_positive("nugget", nugget, allow_zero=True)
         if int(n_neighbors) != n_neighbors or n_neighbors < 1:
             raise ValueError(f"expected n_neighbors >= 1, got {n_neighbors}")
         if isinstance(kernel, dict):
@@ -94,6 +101,8 @@ class SparseInverseCholeskyGP(SparseOutputsMixin, Model):
         default = gpytorch.kernels.ScaleKernel(gpytorch.kernels.MaternKernel(nu=1.5))
         self.kernel = (kernel if kernel is not None else default).double()
         self.likelihood = make_likelihood(likelihood).double()
+        self._checked([self.kernel], "kernel")
+        self._checked([self.likelihood], "likelihood")
         self.rho, self.diagonal, self.n_neighbors = float(rho), bool(diagonal), int(n_neighbors)
         self.nugget, self.inputs, self.seed = float(nugget), inputs, seed
         self.mean_constant = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
@@ -251,7 +260,7 @@ class SparseInverseCholeskyGP(SparseOutputsMixin, Model):
         ``elbo_trace`` records the full ELBO after every round; ``callback(step, -elbo)``
         follows each.
         """
-        points = spatial_data(da, self.inputs)
+        points = spatial_data(da, self.inputs, support=self.likelihood.support)
         self._template, self._points = da, points
         n = points.X.shape[0]
         if self.data is None:
@@ -259,17 +268,27 @@ class SparseInverseCholeskyGP(SparseOutputsMixin, Model):
         self.elbo_trace = []
         self.rebuild()
         hyper = [*self.kernel.parameters(), *self.likelihood.parameters(), self.mean_constant]
-        gen = torch.Generator().manual_seed(self.seed)
+        gen, opt = torch.Generator().manual_seed(self.seed), None
+        guard = DivergenceGuard(self, unit="epoch", advice=ADVICE, save=self._save_q,
+                                load=self._load_q)  # fmt: skip
         with progress_bar(epochs + variational_epochs, type(self).__name__, progress) as bar:
             for step in range(epochs + variational_epochs):
-                if step < epochs:
-                    self._epoch(torch.optim.Adam(hyper, lr=lr), n, batch_size, gen)
-                    self.rebuild()
-                else:
-                    if step == epochs:
-                        opt = torch.optim.Adam([self.nu, self.raw_v], lr=variational_lr)
-                    self._epoch(opt, n, batch_size, gen)
-                self.elbo_trace.append(self.elbo())
+                with guard.attempt(step) as attempt:  # rolled back with q if it diverges
+                    if step < epochs:
+                        adam = torch.optim.Adam(hyper, lr=lr * guard.scale)
+                        self._epoch(adam, n, batch_size, gen)
+                        guard.check()  # a diverged lengthscale must not reach the re-ordering
+                        self.rebuild()
+                    else:
+                        q = [self.nu, self.raw_v]
+                        opt = opt or torch.optim.Adam(q, lr=variational_lr * guard.scale)
+                        self._epoch(opt, n, batch_size, gen)
+                    value = self.elbo()
+                    check_finite(value, "the ELBO")
+                if not attempt.ok:
+                    opt = None
+                    continue
+                self.elbo_trace.append(value)
                 bar.update(1)
                 if callback is not None:
                     callback(step, -self.elbo_trace[-1])
@@ -285,17 +304,44 @@ class SparseInverseCholeskyGP(SparseOutputsMixin, Model):
     def rebuild(self) -> None:
         """Re-order, rebuild the pattern and restart q at the Vecchia–Laplace posterior with
         the current hyper-parameters and ``rho`` (after setting either by hand)."""
+        self._order(self._lengthscale(self._points.X.shape[1]))
+        self._laplace()
+
+    def _order(self, lengthscale: np.ndarray) -> None:
         X = self._unit(self._points.X)
         y = (self._points.y - float(self.y_loc)) / float(self.y_scale)
-        self.data = order_data(X, y, self._lengthscale(X.shape[1]), self.rho, self.y_loc.device)
-        self._laplace()
+        self.data = order_data(X, y, lengthscale, self.rho, self.y_loc.device)
+        self._ordered_by = lengthscale  # saved: the order is rebuilt from it on load
+
+    def _fit_state(self) -> dict[str, Any]:
+        """The training data, the lengthscales that ordered it, q and the ELBO trace."""
+        if self.data is None:
+            return {}
+        return {"template": self._template, "ordered_by": self._ordered_by, "nu": self.nu,
+                "raw_v": self.raw_v, "elbo_trace": self.elbo_trace}  # fmt: skip
+
+    def _restore_fit_state(self, state: dict[str, Any]) -> None:
+        self._template = state["template"]
+        self._points = spatial_data(self._template, self.inputs)
+        self._order(state["ordered_by"])
+        self.nu, self.raw_v, self.elbo_trace = state["nu"], state["raw_v"], state["elbo_trace"]
 
     def _epoch(self, opt: torch.optim.Optimizer, n: int, batch_size: int, gen) -> None:
         for batch in torch.randperm(n, generator=gen).split(batch_size):
             opt.zero_grad()
             loss = -self._elbo(batch) / n
+            check_finite(loss.detach(), "the minibatch ELBO")
             loss.backward()
             opt.step()
+
+    def _save_q(self) -> tuple:
+        """q, the ordered data and the lengthscales that ordered them (a fit's rollback)."""
+        q = (self.nu.detach().clone(), self.raw_v.detach().clone())
+        return self.data, getattr(self, "_ordered_by", None), *q
+
+    def _load_q(self, saved: tuple) -> None:
+        self.data, self._ordered_by = saved[:2]
+        self.nu, self.raw_v = (t.clone().requires_grad_(True) for t in saved[2:])
 
     def _initialize(self, X: np.ndarray, y: np.ndarray) -> None:
         with torch.no_grad():
@@ -308,7 +354,8 @@ class SparseInverseCholeskyGP(SparseOutputsMixin, Model):
             X = self._unit(X)
             span = float(np.linalg.norm(X.max(0) - X.min(0))) or 1.0
             spacing = float(np.median(cKDTree(X).query(X, k=2)[0][:, 1]))
-            length = min(0.1 * span, 10 * spacing) if spacing > 0 else 0.1 * span
+            # (near-)duplicated inputs: a spacing of ~0 would give a zero lengthscale
+            length = min(0.1 * span, 10 * spacing) if spacing > 1e-7 * span else 0.1 * span
             var = float(np.var(y)) or 1.0
             for module in self.kernel.modules():
                 if getattr(module, "has_lengthscale", False):

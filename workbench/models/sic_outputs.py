@@ -10,10 +10,11 @@ import torch
 import xarray as xr
 from scipy.special import ndtri
 
-from workbench.data.spatial import spatial_data, to_grid
+from workbench.data.spatial import new_inputs
 from workbench.io.arviz import check_num_samples, samples_to_inference_data
 from workbench.io.attrs import make_attrs
 from workbench.likelihoods import Gaussian, sample_observations
+from workbench.models.divergence import check_moments
 
 __all__ = ["SparseOutputsMixin"]
 
@@ -73,23 +74,16 @@ class SparseOutputsMixin:
         self, at: Any = None, *, ci_prob: float = 0.95, observation_noise: bool = False
     ) -> xr.Dataset:
         """Posterior of the latent function: at every cell of the training grid (gridded data,
-        ``at=None``), at the training points (points data), or at ``at`` (a DataArray with the
-        same input coordinates, or an (s, d) array). ``mean``, ``variance``, ``lower``,
+        ``at=None``), at the training points (points data), or at ``at`` (a DataArray or
+        Dataset with the same input coordinates, or a grid over the inputs in any dim order,
+        labelled like it; or an (s, d) array, along a ``point`` dim; see
+        :func:`~workbench.data.spatial.new_inputs`). ``mean``, ``variance``, ``lower``,
         ``upper``; ``observation_noise=True`` adds the Gaussian noise."""
         if self.data is None:
             raise RuntimeError("expected a fitted model (call fit first)")
         template = self._template
-        if at is None and template.ndim > 1:
-            axes = np.meshgrid(*[np.asarray(template[dim].values, float) for dim in template.dims],
-                               indexing="ij")  # fmt: skip
-            X_new = np.stack([a.reshape(-1) for a in axes], 1)
-        elif at is None:
-            X_new = spatial_data(template.fillna(0.0), self.inputs).X
-        elif isinstance(at, xr.DataArray):
-            X_new = spatial_data(at.fillna(0.0), self.inputs).X
-        else:
-            X_new = np.atleast_2d(np.asarray(at, np.float64))
-        mean, var = self.predict_latent(X_new)
+        X_new, source = new_inputs(template if at is None else at, self._points.inputs)
+        mean, var = check_moments(*self.predict_latent(X_new))
         if observation_noise:
             if not isinstance(self.likelihood, Gaussian):
                 raise ValueError("observation_noise=True needs likelihood='gaussian'")
@@ -98,15 +92,12 @@ class SparseOutputsMixin:
         loc, scale = float(self.y_loc), float(self.y_scale)
         mean, var, half = loc + scale * mean, scale**2 * var, scale * half
         out = {"mean": mean, "variance": var, "lower": mean - half, "upper": mean + half}
-        if at is None and template.ndim > 1:
-            ds = xr.Dataset({k: to_grid(template, v.cpu().numpy(), k) for k, v in out.items()})
+        if source is not None:  # the grid or points of `at` (or of the data)
+            values = {k: (source.dims, v.cpu().numpy().reshape(source.shape))
+                      for k, v in out.items()}  # fmt: skip
+            ds = xr.Dataset(values, coords=source.coords)
         else:
-            source = template if at is None else at
-            if isinstance(source, xr.DataArray):
-                values = {k: (source.dims, v.cpu().numpy()) for k, v in out.items()}
-                ds = xr.Dataset(values, coords=source.coords)
-            else:
-                ds = xr.Dataset({k: (("point",), v.cpu().numpy()) for k, v in out.items()})
+            ds = xr.Dataset({k: (("point",), v.cpu().numpy()) for k, v in out.items()})
         units = template.attrs.get("units")
         for name in ds.data_vars:
             ds[name].attrs = {"long_name": f"posterior {name} of {template.name or 'the data'}"}

@@ -6,12 +6,16 @@ from collections.abc import Callable
 
 import torch
 
-from workbench.errors import FitDivergedError
+from workbench.models.divergence import MAX_RESTARTS, Divergence, DivergenceGuard
 from workbench.progress import progress_bar
 
-__all__ = ["MAX_RESTARTS", "optimize"]
+__all__ = ["ADVICE", "MAX_RESTARTS", "optimize", "require_progress"]
 
-MAX_RESTARTS = 3
+#: What to try when an optimisation keeps diverging (the end of ``FitDivergedError``).
+ADVICE = (
+    "Try a smaller `lr`, rescaling the data, or initial hyper-parameters closer to the data's "
+    "scales"
+)
 
 
 def optimize(
@@ -58,14 +62,19 @@ def optimize(
     Raises
     ------
     FitDivergedError
-        The loss or a parameter stayed non-finite (or a factorisation kept failing) through
-        ``MAX_RESTARTS`` restarts; parameters are restored to the last finite state first.
+        Steps kept diverging through ``MAX_RESTARTS`` restarts; parameters are restored to the
+        last good state first, and the message says what to try.
 
     Notes
     -----
-    A step that yields a non-finite loss or parameter, or a ``LinAlgError`` (e.g. an L-BFGS
-    line search probing an extreme lengthscale), is undone: parameters return to the last finite
-    state and the optimiser restarts with a 10x smaller learning rate.
+    A step diverges when the loss, a gradient, a parameter or a buffer is not finite, a
+    constrained hyper-parameter leaves its constraint (a lengthscale or variance that
+    underflowed to 0, an outputscale that overflowed to inf) or explodes (its raw value crosses
+    1/eps of its dtype, beyond which steps of order one cannot move it: e.g. a raw lengthscale
+    sent to 1e30), or a factorisation fails (``LinAlgError``, e.g. an L-BFGS line search probing an
+    extreme lengthscale); see :mod:`workbench.models.divergence`. A diverged step is undone:
+    the module returns to the last good state and the optimiser restarts with a 10x smaller
+    learning rate (the step counts; its loss is not recorded).
     """
     if steps < 0:
         raise ValueError(f"expected steps >= 0, got {steps}")
@@ -73,19 +82,19 @@ def optimize(
         params = [p for p in module.parameters() if p.requires_grad]
     opt = _optimizer(optimizer, params, lr, max_iter)
     losses: list[float] = []
-    good_state, restarts = _snapshot(module), 0
+    owned = {id(p) for p in module.parameters()}
+    extra = [p for p in params if id(p) not in owned]  # restored on rollback as well
+    guard = DivergenceGuard(
+        module, label="optimisation", advice=ADVICE,
+        save=lambda: [p.detach().clone() for p in extra], load=lambda saved: _restore(extra, saved),
+    )  # fmt: skip
     with progress_bar(steps, desc, progress) as bar:
         for step in range(steps):
-            try:
+            with guard.attempt(step) as attempt:
                 value = _step(opt, params, loss_fn)
-            except _NonFinite as err:
-                module.load_state_dict(good_state)
-                restarts += 1
-                if restarts > MAX_RESTARTS:
-                    _diverged(step, restarts - 1, str(err))
-                opt = _optimizer(optimizer, params, lr * 0.1**restarts, max_iter)
+            if not attempt.ok:
+                opt = _optimizer(optimizer, params, lr * guard.scale, max_iter)
                 continue
-            good_state = _snapshot(module)
             losses.append(value)
             bar.update(1)
             bar.set_postfix(loss=f"{value:.4g}")
@@ -94,8 +103,11 @@ def optimize(
     return losses
 
 
-class _NonFinite(Exception):
-    """A step produced a non-finite loss or parameter, or a failed factorisation."""
+def require_progress(losses: list[float], steps: int, what: str = "the M-step") -> None:
+    """Raise :class:`~workbench.models.divergence.Divergence` when every one of ``steps`` > 0
+    steps of :func:`optimize` diverged (rolled back): an EM loop then rolls back its round."""
+    if steps > 0 and not losses:
+        raise Divergence(f"every step of {what} diverged")
 
 
 def _step(
@@ -105,19 +117,24 @@ def _step(
 ) -> float:
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        try:
-            loss = loss_fn()
-        except torch.linalg.LinAlgError as err:
-            raise _NonFinite(f"a factorisation failed: {err}") from err
+        loss = loss_fn()
         if not torch.isfinite(loss):
-            raise _NonFinite("the loss is not finite")
+            raise Divergence("the loss is not finite")
         loss.backward()
+        if not all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params):
+            raise Divergence("a gradient is not finite")
         return loss
 
     value = float(optimizer.step(closure).detach())
-    if not all(torch.isfinite(p).all() for p in params):
-        raise _NonFinite("a parameter is not finite")
+    if not all(bool(torch.isfinite(p).all()) for p in params):
+        raise Divergence("a parameter is not finite")
     return value
+
+
+def _restore(params: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for param, value in zip(params, saved, strict=True):
+            param.copy_(value)
 
 
 def _optimizer(
@@ -128,16 +145,3 @@ def _optimizer(
     if name == "lbfgs":
         return torch.optim.LBFGS(params, lr=lr, max_iter=max_iter, line_search_fn="strong_wolfe")
     raise ValueError(f"expected optimizer in ('adam', 'lbfgs'), got {name!r}")
-
-
-def _diverged(step: int, restarts: int, what: str) -> None:
-    raise FitDivergedError(
-        f"expected a finite optimisation, got divergence at step {step} ({what}) after "
-        f"{restarts} restarts from the last finite state with 10x smaller steps; parameters were "
-        "restored to the last finite values. Try a smaller `lr`, rescaling the data, or initial "
-        "hyper-parameters closer to the data's scales"
-    )
-
-
-def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}

@@ -12,6 +12,9 @@ from workbench.ssm.parallel import associative_scan as associative_scan
 from workbench.ssm.parallel import parallel_kalman_filter as parallel_kalman_filter
 from workbench.ssm.parallel import parallel_rts_smoother as parallel_rts_smoother
 from workbench.ssm.sample import sample_state_space_prior as sample_state_space_prior
+from workbench.ssm.square_root import SqrtFilterResult as SqrtFilterResult
+from workbench.ssm.square_root import sqrt_kalman_filter as sqrt_kalman_filter
+from workbench.ssm.square_root import sqrt_rts_smoother as sqrt_rts_smoother
 from workbench.ssm.two_filter import reverse_transitions as reverse_transitions
 from workbench.ssm.two_filter import two_filter_smoother as two_filter_smoother
 
@@ -19,6 +22,7 @@ __all__ = [
     "SDE",
     "FilterResult",
     "SmootherResult",
+    "SqrtFilterResult",
     "associative_scan",
     "discretize_sde",
     "kalman_filter",
@@ -27,5 +31,7 @@ __all__ = [
     "reverse_transitions",
     "rts_smoother",
     "sample_state_space_prior",
+    "sqrt_kalman_filter",
+    "sqrt_rts_smoother",
     "two_filter_smoother",
 ]

@@ -22,6 +22,8 @@ def sample_state_space_prior(
     num_samples: int = 1,
     generator: torch.Generator | None = None,
     starts: torch.Tensor | None = None,  # shape: (T,) bool, True where a new series begins
+    *,
+    seed: int = 0,
 ) -> torch.Tensor:
     r"""Draws of :math:`f(x)` for a stationary state-space kernel, shape (num_samples, T).
 
@@ -29,7 +31,11 @@ def sample_state_space_prior(
     :math:`q_k \sim N(0, Q_k)` and returns :math:`f = H s`; the linear recursion runs as an
     associative scan, so T = 10^6 takes well under a second. With ``starts`` (packed trials),
     each marked bin restarts from :math:`N(0, P_\infty)`, independent of the bins before it.
+
+    Draws are reproducible from ``generator`` or, without one, from ``seed`` (a fresh CPU
+    generator, default 0); torch's global RNG is never used or changed.
     """
+    generator = torch.Generator().manual_seed(seed) if generator is None else generator
     with torch.no_grad():
         steps = x.diff()
         fresh = None if starts is None else starts[1:]
@@ -45,9 +51,8 @@ def sample_state_space_prior(
         chol = torch.linalg.cholesky(d[:, None] * torch.cat([sde.Pinf[None], Q]) * d[None, :])
         # drawn where the generator lives (CPU by default), then moved: seeded draws are the
         # same on every device
-        where = generator.device if generator is not None else x.device
         noise = torch.randn(x.shape[0], num_samples, S, 1, generator=generator, dtype=dtype,
-                            device=where).to(x.device)  # fmt: skip
+                            device=generator.device).to(x.device)  # fmt: skip
         b = (chol[:, None] @ noise)[..., 0] / d  # (T, n, S)
         A_el = torch.cat([torch.zeros(1, S, S, dtype=dtype, device=x.device), A])[:, None].expand(
             -1, num_samples, -1, -1

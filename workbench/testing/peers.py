@@ -94,31 +94,37 @@ def _train(model, data: _Scaled, epochs: int, lr: float, batches):
 
 
 def fit_svgp(X, y, n_inducing: int = 500, epochs: int = 10, lr: float = 0.01, seed: int = 0):
-    """Fit SVGP; returns ``predict(X_new) -> (mean, variance of y)`` and the fit seconds."""
-    torch.manual_seed(seed)
-    data = _Scaled(X, y)
-    model = _SVGP(data.X[torch.randperm(len(data.X))[:n_inducing]].clone()).double()
+    """Fit SVGP; returns ``predict(X_new) -> (mean, variance of y)`` and the fit seconds.
 
-    def batches(model):
-        for batch in torch.randperm(len(data.y)).split(256):
-            yield model(data.X[batch]), data.y[batch]
+    Inducing points, initial values and minibatches are drawn from torch's RNG seeded with
+    ``seed`` inside a fork: the caller's global RNG state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        data = _Scaled(X, y)
+        model = _SVGP(data.X[torch.randperm(len(data.X))[:n_inducing]].clone()).double()
 
-    return _train(model, data, epochs, lr, batches)
+        def batches(model):
+            for batch in torch.randperm(len(data.y)).split(256):
+                yield model(data.X[batch]), data.y[batch]
+
+        return _train(model, data, epochs, lr, batches)
 
 
 def fit_vnngp(X, y, k: int = 32, epochs: int = 10, lr: float = 0.01, seed: int = 0):
-    """Fit VNNGP (every training input an inducing point, k neighbours); as :func:`fit_svgp`."""
-    torch.manual_seed(seed)
-    data = _Scaled(X, y)
-    model = _VNNGP(data.X.clone(), k=k, batch=256).double()
-    strategy = model.variational_strategy
+    """Fit VNNGP (every training input an inducing point, k neighbours); as :func:`fit_svgp`
+    (seeded the same way, the caller's RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        data = _Scaled(X, y)
+        model = _VNNGP(data.X.clone(), k=k, batch=256).double()
+        strategy = model.variational_strategy
 
-    def batches(model):  # the strategy draws each minibatch of inducing points itself
-        for _ in range(strategy._total_training_batches):
-            output = model(x=None)
-            yield output, data.y[strategy.current_training_indices]
+        def batches(model):  # the strategy draws each minibatch of inducing points itself
+            for _ in range(strategy._total_training_batches):
+                output = model(x=None)
+                yield output, data.y[strategy.current_training_indices]
 
-    return _train(model, data, epochs, lr, batches)
+        return _train(model, data, epochs, lr, batches)
 
 
 def gaussian_scores(mean, variance, y) -> tuple[float, float]:

@@ -8,6 +8,7 @@ import gpytorch
 import torch
 from gpytorch.kernels import Kernel
 
+from workbench.errors import ValueRangeError
 from workbench.ssm.discretize import SDE, discretize_sde
 
 __all__ = ["SDE", "PositiveParameter", "StateSpaceKernel"]
@@ -28,8 +29,8 @@ class PositiveParameter:
     def __set__(self, obj: Any, value: Any) -> None:
         raw = getattr(obj, f"raw_{self.name}")
         value = torch.as_tensor(value, dtype=raw.dtype, device=raw.device)
-        if not (value > 0).all():
-            raise ValueError(f"expected {self.name} > 0, got {value.tolist()}")
+        if not bool((torch.isfinite(value) & (value > 0)).all()):
+            raise ValueRangeError(f"expected a finite {self.name} > 0, got {value.tolist()}")
         constraint = getattr(obj, f"raw_{self.name}_constraint")
         obj.initialize(**{f"raw_{self.name}": constraint.inverse_transform(value.expand_as(raw))})
 

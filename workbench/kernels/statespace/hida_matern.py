@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from workbench.errors import ValueRangeError
 from workbench.kernels.spec import register_kernel
 from workbench.kernels.statespace import matern_sde as ms
 from workbench.kernels.statespace.base import (
@@ -45,7 +48,9 @@ class HidaMaternKernel(StateSpaceKernel):
         Initial :math:`\rho`, :math:`\sigma^2` (positive, learnable).
     frequency : float
         Initial angular frequency :math:`\omega` in radians per unit of the input (learnable;
-        a period :math:`T_0` corresponds to :math:`\omega = 2\pi/T_0`).
+        a period :math:`T_0` corresponds to :math:`\omega = 2\pi/T_0`). Any finite real
+        value is valid and unconstrained: :math:`\cos(\omega\tau)` is a positive-definite
+        function for every :math:`\omega`, and the kernel depends on :math:`|\omega|` only.
 
     References
     ----------
@@ -68,7 +73,8 @@ class HidaMaternKernel(StateSpaceKernel):
         self.order = int(order)
         register_positive(self, "lengthscale", lengthscale)
         register_positive(self, "outputscale", outputscale)
-        self.register_parameter("raw_frequency", torch.nn.Parameter(torch.tensor(float(frequency))))
+        raw = torch.nn.Parameter(torch.tensor(_finite(frequency)))
+        self.register_parameter("raw_frequency", raw)
 
     @property
     def frequency(self) -> torch.Tensor:
@@ -77,7 +83,7 @@ class HidaMaternKernel(StateSpaceKernel):
     @frequency.setter
     def frequency(self, value: float) -> None:
         with torch.no_grad():
-            self.raw_frequency.copy_(torch.as_tensor(value))
+            self.raw_frequency.copy_(torch.as_tensor(_finite(value)))
 
     def get_config(self) -> dict:
         return {"order": self.order}
@@ -124,3 +130,10 @@ class HidaMaternKernel(StateSpaceKernel):
         A = _kron(ms.matern_transition(self.order, lam, dt), R)
         Q = _kron(ms.matern_process_noise(self.order, lam, self.outputscale, dt), eye2)
         return A, Q
+
+
+def _finite(frequency: float) -> float:
+    value = float(frequency)
+    if not math.isfinite(value):
+        raise ValueRangeError(f"expected a finite frequency, got {frequency!r}")
+    return value
