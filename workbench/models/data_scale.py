@@ -14,7 +14,18 @@ import torch
 from workbench.data import Observations
 from workbench.errors import WorkbenchWarning
 
-__all__ = ["UNIT_VARIANCE_RANGE", "data_variance", "match_data_scale", "standardized"]
+__all__ = [
+    "REGRESSION_POWERS",
+    "UNIT_VARIANCE_RANGE",
+    "data_variance",
+    "match_data_scale",
+    "rescale",
+    "standardized",
+    "variance_outside_unit_range",
+]
+
+#: Hyper-parameters (last part of the name) that carry the data's scale, and their power.
+REGRESSION_POWERS = {"noise": 2, "outputscale": 2, "mean": 1, "slope": 1}
 
 #: Residual variances for which the starting values (e.g. noise 0.1 and outputscale 1) are kept
 #: and fits run in data units, as they always did; from those values the optimiser reaches data
@@ -80,15 +91,42 @@ def data_variance(model: Any, obs: Observations) -> float:
         y = obs.y.to(model.mean)[obs.mask]
         v = float((y - model.prior_mean(x)).square().mean())
         level = float(y.square().mean())
+    return variance_outside_unit_range(v, level, model.mean.dtype)
+
+
+def variance_outside_unit_range(v: float, level: float, dtype: torch.dtype) -> float:
+    """``v``, or 1.0 when it lies in :data:`UNIT_VARIANCE_RANGE`, is round-off (below 1e-20 of
+    the values' mean square ``level``) or its square does not fit ``dtype``.
+
+    Parameters
+    ----------
+    v : float
+        A residual variance of the data.
+    level : float
+        The mean square of the data.
+    dtype : torch.dtype
+        The model's floating-point type.
+
+    Returns
+    -------
+    float
+        The variance to scale by (1.0: keep data units).
+    """
     low, high = UNIT_VARIANCE_RANGE
-    finfo = torch.finfo(model.mean.dtype)
+    finfo = torch.finfo(dtype)
     if not (finfo.tiny**0.5 < v < finfo.max**0.5 and v > 1e-20 * level) or low <= v <= high:
         return 1.0
     return v
 
 
 @contextmanager
-def standardized(model: Any, obs: Observations) -> Iterator[tuple[Observations, float]]:
+def standardized(
+    model: Any,
+    obs: Observations,
+    *,
+    scale: float | None = None,
+    powers: dict[str, int] | None = None,
+) -> Iterator[tuple[Observations, float]]:
     r"""Fit ``model`` to ``obs`` in units where the data have unit variance.
 
     Inside the block the data are :math:`y / s` with :math:`s^2` from :func:`data_variance`,
@@ -96,6 +134,18 @@ def standardized(model: Any, obs: Observations) -> Iterator[tuple[Observations, 
     by :math:`s^2`, prior means and slopes by :math:`s`); they return to data units on exit.
     An optimiser then sees the same problem at any scale of the data (in data units at 1e12,
     the variances sit where softplus is linear and the prior mean takes steps of 1e12).
+
+    Parameters
+    ----------
+    model : Model
+        The model whose hyper-parameters are rescaled.
+    obs : Observations
+        Its data.
+    scale : float, optional
+        :math:`s` (default: the square root of :func:`data_variance`).
+    powers : dict of str to int, optional
+        The power of :math:`s` carried by each hyper-parameter, by the last part of its name
+        (default: noises and outputscales 2, prior means and slopes 1).
 
     Yields
     ------
@@ -105,20 +155,33 @@ def standardized(model: Any, obs: Observations) -> Iterator[tuple[Observations, 
         :math:`\log s`, to add to a per-value negative log marginal likelihood of the
         standardised data to get that of the data.
     """
-    scale = math.sqrt(data_variance(model, obs))
+    if scale is None:
+        scale = math.sqrt(data_variance(model, obs))
     if scale == 1.0:
         yield obs, 0.0
         return
-    _rescale(model, 1.0 / scale)
+    rescale(model, 1.0 / scale, powers)
     try:
         yield replace(obs, y=obs.y / scale), math.log(scale)
     finally:
-        _rescale(model, scale)
+        rescale(model, scale, powers)
 
 
-def _rescale(model: Any, factor: float) -> None:
-    """Multiply noises and outputscales (and the noise floors) by factor², means by factor."""
-    powers = {"noise": 2, "outputscale": 2, "mean": 1, "slope": 1}
+def rescale(model: Any, factor: float, powers: dict[str, int] | None = None) -> None:
+    """Multiply the scale-carrying hyper-parameters by a power of ``factor``.
+
+    Parameters
+    ----------
+    model : Model
+        The model, changed in place; every noise floor (``raw_noise_constraint.lower_bound``
+        of its modules) is multiplied by ``factor**2``.
+    factor : float
+        The factor.
+    powers : dict of str to int, optional
+        The power of ``factor`` for each hyper-parameter, by the last part of its name
+        (default: noises and outputscales by ``factor**2``, means and slopes by ``factor``).
+    """
+    powers = REGRESSION_POWERS if powers is None else powers
     with torch.no_grad():
         values = {}
         for name, param, constraint in model._constrained():

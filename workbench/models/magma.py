@@ -19,6 +19,7 @@ from workbench.models.base import Model
 from workbench.models.divergence import DivergenceGuard, check_finite, check_hyperparameters
 from workbench.models.magma_init import initialize
 from workbench.models.magma_results import MagmaResults
+from workbench.models.magma_scale import NOISE_FLOOR, standardized_tasks
 from workbench.models.task_grid import TaskGrid, grid_patterns, task_grid
 from workbench.models.task_table import tasks_from_long
 from workbench.models.training import optimize, require_progress
@@ -140,7 +141,7 @@ class MagmaClust(MagmaResults, Model):
         self.task_kernel = batched_kernel(self._templates[1], per_task)
         shape = (n_tasks,) if per_task else ()
         self.raw_noise = torch.nn.Parameter(torch.zeros(shape, dtype=torch.float64))
-        self.raw_noise_constraint = gpytorch.constraints.GreaterThan(1e-8)
+        self.raw_noise_constraint = gpytorch.constraints.GreaterThan(NOISE_FLOOR)
 
     @property
     def noise(self) -> torch.Tensor:
@@ -258,6 +259,11 @@ class MagmaClust(MagmaResults, Model):
         Memberships are held at their k-means start in the first iteration (poor initial
         hyper-parameters would otherwise decide them). ``fit_elbo`` records the ELBO after
         every E-step.
+
+        Data whose variance is far from 1 (e.g. at 1e12 or 1e-12) are fitted in standardised
+        units (:mod:`~workbench.models.magma_scale`): fitting :math:`s y` gives :math:`s` times
+        the fit of :math:`y`. Hyper-parameters, the saved state (noise floor included),
+        predictions and ``fit_elbo`` (with the log-Jacobian) are always in data units.
         """
         if isinstance(da, xr.Dataset):
             da = tasks_from_long(da, task=self.task_dim)
@@ -277,32 +283,40 @@ class MagmaClust(MagmaResults, Model):
                 f"expected {self.n_tasks} tasks along dim {self.task_dim!r} (task-specific "
                 f"HPs), got {M}"
             )
-        tau, self.fit_elbo = initialize(self, grid), []
-        guard = DivergenceGuard(self, unit="EM iteration", advice=ADVICE)
-        with progress_bar(self.max_iter, type(self).__name__, progress) as bar:
-            for step in range(self.max_iter):
-                with guard.attempt(step) as attempt:  # rolled back (with tau) if it diverges
-                    post, new_tau, value = self._estep(grid, tau, update_tau=step > 0)
-                    check_finite(value, "the ELBO")
-                    last = self.fit_elbo[-1] if step > 1 and self.fit_elbo else math.inf
-                    if not (done := abs(value - last) < self.tol * abs(value)):
-                        self._mstep(grid, post, new_tau, lr=guard.scale)
-                if not attempt.ok:
-                    continue
-                tau = new_tau
-                self.fit_elbo.append(value)
-                bar.update(1)
-                bar.set_postfix(elbo=f"{value:.5g}")
-                if callback is not None:
-                    callback(step, -value)
-                if done:
-                    break
+        with standardized_tasks(self, da, grid) as (grid, offset):  # the same EM at any scale
+            tau, elbos = self._em(grid, progress, callback, offset)
+        self.fit_elbo = [value - offset for value in elbos]  # in data units
         self._warn_empty(tau)
         self._fitted = (da.astype("float64", copy=False), tau)  # validated: warns once
         x, _, post = self._hyperposterior()  # new-task predictions: O(P^2 Q), not O(K P^3)
         for name, value in zip(("x", "mean", "cov", "logdet"), (x, *post), strict=True):
             setattr(self, f"hyper_{name}", value.detach().clone())
         return self
+
+    def _em(self, grid: TaskGrid, progress, callback, offset: float) -> tuple:
+        """EM iterations on ``grid``: the memberships and the ELBO after every E-step (in the
+        grid's units; ``callback`` gets minus the ELBO less ``offset``)."""
+        tau, elbos = initialize(self, grid), []
+        guard = DivergenceGuard(self, unit="EM iteration", advice=ADVICE)
+        with progress_bar(self.max_iter, type(self).__name__, progress) as bar:
+            for step in range(self.max_iter):
+                with guard.attempt(step) as attempt:  # rolled back (with tau) if it diverges
+                    post, new_tau, value = self._estep(grid, tau, update_tau=step > 0)
+                    check_finite(value, "the ELBO")
+                    last = elbos[-1] if step > 1 and elbos else math.inf
+                    if not (done := abs(value - last) < self.tol * abs(value)):
+                        self._mstep(grid, post, new_tau, lr=guard.scale)
+                if not attempt.ok:
+                    continue
+                tau = new_tau
+                elbos.append(value)
+                bar.update(1)
+                bar.set_postfix(elbo=f"{value - offset:.5g}")
+                if callback is not None:
+                    callback(step, offset - value)
+                if done:
+                    break
+        return tau, elbos
 
     def explore(self, data: xr.DataArray, new: xr.DataArray | None = None) -> Any:
         """An ipywidgets explorer: K and hypothesis pickers, hyper-parameter sliders, a new

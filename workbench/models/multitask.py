@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Self
 
 import gpytorch
@@ -20,6 +19,8 @@ from workbench.kernels import kernel_from_spec, kernel_to_spec
 from workbench.kernels.batched import dense_kernel
 from workbench.kernels.multitask import InteractionKernel, LMCKernel
 from workbench.models.base import Model
+from workbench.models.data_scale import standardized
+from workbench.models.multitask_init import MULTITASK_POWERS, initialize, multitask_scale
 from workbench.models.multitask_outputs import inference_data
 from workbench.models.training import optimize
 
@@ -168,35 +169,6 @@ class MultitaskGP(Model):
         X = torch.stack([obs.x.double()[point], task.double()], 1)
         return obs, X, obs.y.double()[task, point]
 
-    def _initialize(self, obs: Observations, X: torch.Tensor, y: torch.Tensor) -> None:
-        self.axis = obs.axis
-        self._make_parameters([_plain(v) for v in obs.template[self.task_dim].values])
-        task = X[:, 1].long()
-        T = len(self.tasks)
-        count = torch.bincount(task, minlength=T).double()
-        means = torch.zeros(T, dtype=torch.float64).index_add_(0, task, y) / count
-        resid = y - means[task]
-        var = torch.zeros(T, dtype=torch.float64).index_add_(0, task, resid.square()) / count
-        var = torch.where(count > 1, var, resid.square().mean()).clamp_min(1e-12)
-        span = float(X[:, 0].max() - X[:, 0].min()) or 1.0
-        with torch.no_grad():
-            self.task_mean.copy_(means)
-            self.raw_noise.copy_(self.raw_noise_constraint.inverse_transform(0.05 * var + 2e-8))
-            self._scale_kernel(var.sqrt(), 0.1 * span)
-
-    def _scale_kernel(self, sd: torch.Tensor, lengthscale: float) -> None:
-        Q = self.n_latents
-        if self.interaction:
-            self.kernel.lengthscale = torch.full((Q,), lengthscale, dtype=torch.float64)
-            self.kernel.coefficients.mul_(sd[None, :, None] / math.sqrt(Q * self.rank))
-            return
-        for latent, index in zip(self.kernel.latents, self.kernel.coregionalization, strict=True):
-            for module in latent.modules():
-                if getattr(module, "has_lengthscale", False):
-                    module.lengthscale = lengthscale
-            index.covar_factor.mul_(sd[:, None] / math.sqrt(Q * self.rank))
-            index.var = 0.1 * sd.square() / Q
-
     # -- inference -----------------------------------------------------------------------------
     def _method(self, obs: Observations) -> str:
         """ "kronecker" (exact ICM on a complete grid), "exact" or "sparse"."""
@@ -299,20 +271,28 @@ class MultitaskGP(Model):
         if self.tasks is None:
             if self.rank > obs.n_series:
                 raise ValueError(f"expected rank <= the {obs.n_series} tasks, got {self.rank}")
-            self._initialize(obs, X, y)
-        n = X.shape[0]
-        self.fit_losses = optimize(
-            self, lambda: -self._bound(obs, X, y) / n, steps=steps, lr=lr, optimizer="lbfgs",
-            progress=progress, desc=type(self).__name__, callback=callback,
-        )  # fmt: skip
+            self.axis = obs.axis
+            self._make_parameters([_plain(v) for v in obs.template[self.task_dim].values])
+            initialize(self, X, y)
+        n, scale = X.shape[0], multitask_scale(X, y)
+        with standardized(self, obs, scale=scale, powers=MULTITASK_POWERS) as (obs, offset):
+            y = y / scale  # the same problem at any data scale
+            report = callback and (lambda step, value: callback(step, value + offset))
+            losses = optimize(
+                self, lambda: -self._bound(obs, X, y) / n, steps=steps, lr=lr,
+                optimizer="lbfgs", progress=progress, desc=type(self).__name__, callback=report,
+            )  # fmt: skip
+        self.fit_losses = [value + offset for value in losses]
         return self
 
     def log_marginal_likelihood(self, da: xr.DataArray) -> float:
         """Exact :math:`\\log p(y)` (or the sparse lower bound) of all observations."""
         obs, X, y = self._observe(da)
         self._require_fit()
-        with torch.no_grad():
-            return float(self._bound(obs, X, y))
+        scale = multitask_scale(X, y)
+        with standardized(self, obs, scale=scale, powers=MULTITASK_POWERS) as (obs, offset):
+            with torch.no_grad():  # standardised, plus the log-Jacobian of y / s
+                return float(self._bound(obs, X, y / scale)) - X.shape[0] * offset
 
     def posterior(
         self,
