@@ -83,15 +83,19 @@ def match_data_scale(model: Any, obs: Observations) -> float:
 
 
 def data_variance(model: Any, obs: Observations) -> float:
-    """Mean square of the observed values about ``model``'s prior mean, or 1.0 when it lies in
-    :data:`UNIT_VARIANCE_RANGE`, is round-off (constant data: below 1e-20 of the values' mean
-    square) or its square does not fit the model's dtype."""
+    """Mean square of the observed values about ``model``'s prior mean, rounded to an even
+    power of ten, or 1.0 when it lies in :data:`UNIT_VARIANCE_RANGE`, is round-off (constant
+    data: below 1e-20 of the values' mean square) or its square does not fit the model's dtype.
+
+    The rounding makes the scale :math:`s` a power of ten, so data in other decimal units (a
+    change from volts to microvolts) are fitted exactly as in the original units."""
     with torch.no_grad():
         x = obs.x.to(model.mean).expand(obs.y.shape)[obs.mask]
         y = obs.y.to(model.mean)[obs.mask]
         v = float((y - model.prior_mean(x)).square().mean())
         level = float(y.square().mean())
-    return variance_outside_unit_range(v, level, model.mean.dtype)
+    v = variance_outside_unit_range(v, level, model.mean.dtype)
+    return 1.0 if v == 1.0 else 10.0 ** (2 * round(math.log10(v) / 2))
 
 
 def variance_outside_unit_range(v: float, level: float, dtype: torch.dtype) -> float:
