@@ -23,7 +23,7 @@ def test_square_root_filter_and_smoother_equal_dense_gp(name):
     noise[1] = torch.linspace(0.01, 0.5, y.shape[-1], dtype=torch.float64)  # per-point noise
     A, Q, H, Pinf = _ssm(kernel, x)
     filtered = sqrt_kalman_filter(A, Q, H, y, noise, mask, Pinf)
-    smoothed = sqrt_rts_smoother(A, Q, filtered)
+    smoothed = sqrt_rts_smoother(A, filtered)
     h = H[0]
     K = kernel.covariance(x[:, None] - x[None, :])
     for b in range(y.shape[0]):
@@ -50,7 +50,7 @@ def test_square_root_matches_the_covariance_form_step_by_step(name):
     b = sqrt_kalman_filter(A, Q, H, y, noise, mask, Pinf)
     for field in ("mean", "cov", "pred_mean", "pred_cov", "log_marginal"):
         torch.testing.assert_close(getattr(b, field), getattr(a, field), rtol=0, atol=1e-10)
-    sa, sb = rts_smoother(A, a), sqrt_rts_smoother(A, Q, b)
+    sa, sb = rts_smoother(A, a), sqrt_rts_smoother(A, b)
     torch.testing.assert_close(sb.mean, sa.mean, rtol=0, atol=1e-10)
     torch.testing.assert_close(sb.cov, sa.cov, rtol=0, atol=1e-10)
 
@@ -81,7 +81,7 @@ def test_noise_free_observations_interpolate_without_nan():
     mask = torch.ones_like(y, dtype=torch.bool)
     A, Q, H, Pinf = _ssm(kernel, x)
     filtered = sqrt_kalman_filter(A, Q, H, y, torch.tensor(0.0, dtype=torch.float64), mask, Pinf)
-    smoothed = sqrt_rts_smoother(A, Q, filtered)
+    smoothed = sqrt_rts_smoother(A, filtered)
     h = H[0]
     assert torch.isfinite(smoothed.mean).all() and torch.isfinite(smoothed.cov).all()
     torch.testing.assert_close(smoothed.mean @ h, y, rtol=0, atol=1e-6)

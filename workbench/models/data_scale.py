@@ -17,11 +17,11 @@ from workbench.errors import WorkbenchWarning
 __all__ = [
     "REGRESSION_POWERS",
     "UNIT_VARIANCE_RANGE",
-    "data_variance",
+    "decimal_scale",
     "match_data_scale",
+    "regression_scale",
     "rescale",
     "standardized",
-    "variance_outside_unit_range",
 ]
 
 #: Hyper-parameters (last part of the name) that carry the data's scale, and their power.
@@ -61,7 +61,7 @@ def match_data_scale(model: Any, obs: Observations) -> float:
     WorkbenchWarning
         The kernel has no outputscale, so its prior variance cannot follow the data.
     """
-    v = data_variance(model, obs)
+    v = regression_scale(model, obs) ** 2
     if v == 1.0:
         return 1.0
     values = model.hyperparameters()
@@ -82,25 +82,22 @@ def match_data_scale(model: Any, obs: Observations) -> float:
     return v
 
 
-def data_variance(model: Any, obs: Observations) -> float:
-    """Mean square of the observed values about ``model``'s prior mean, rounded to an even
-    power of ten, or 1.0 when it lies in :data:`UNIT_VARIANCE_RANGE`, is round-off (constant
-    data: below 1e-20 of the values' mean square) or its square does not fit the model's dtype.
-
-    The rounding makes the scale :math:`s` a power of ten, so data in other decimal units (a
-    change from volts to microvolts) are fitted exactly as in the original units."""
+def regression_scale(model: Any, obs: Observations) -> float:
+    """:func:`decimal_scale` of the observed values' mean square about ``model``'s prior mean
+    (1.0 near unit scale)."""
     with torch.no_grad():
         x = obs.x.to(model.mean).expand(obs.y.shape)[obs.mask]
         y = obs.y.to(model.mean)[obs.mask]
         v = float((y - model.prior_mean(x)).square().mean())
         level = float(y.square().mean())
-    v = variance_outside_unit_range(v, level, model.mean.dtype)
-    return 1.0 if v == 1.0 else 10.0 ** (2 * round(math.log10(v) / 2))
+    return decimal_scale(v, level, model.mean.dtype)
 
 
-def variance_outside_unit_range(v: float, level: float, dtype: torch.dtype) -> float:
-    """``v``, or 1.0 when it lies in :data:`UNIT_VARIANCE_RANGE`, is round-off (below 1e-20 of
-    the values' mean square ``level``) or its square does not fit ``dtype``.
+def decimal_scale(v: float, level: float, dtype: torch.dtype) -> float:
+    r"""The power of ten nearest :math:`\sqrt v`, or 1.0 when ``v`` lies in
+    :data:`UNIT_VARIANCE_RANGE`, is round-off (below 1e-20 of the values' mean square
+    ``level``) or its square does not fit ``dtype``. A power of ten makes data in other
+    decimal units fit exactly as in the original units.
 
     Parameters
     ----------
@@ -114,13 +111,13 @@ def variance_outside_unit_range(v: float, level: float, dtype: torch.dtype) -> f
     Returns
     -------
     float
-        The variance to scale by (1.0: keep data units).
+        The scale :math:`s` to divide the data by (1.0: keep data units).
     """
     low, high = UNIT_VARIANCE_RANGE
     finfo = torch.finfo(dtype)
     if not (finfo.tiny**0.5 < v < finfo.max**0.5 and v > 1e-20 * level) or low <= v <= high:
         return 1.0
-    return v
+    return 10.0 ** round(math.log10(v) / 2)
 
 
 @contextmanager
@@ -133,7 +130,7 @@ def standardized(
 ) -> Iterator[tuple[Observations, float]]:
     r"""Fit ``model`` to ``obs`` in units where the data have unit variance.
 
-    Inside the block the data are :math:`y / s` with :math:`s^2` from :func:`data_variance`,
+    Inside the block the data are :math:`y / s` with :math:`s` from :func:`regression_scale`,
     and the hyper-parameters are in those units (noises, outputscales and noise floors divided
     by :math:`s^2`, prior means and slopes by :math:`s`); they return to data units on exit.
     An optimiser then sees the same problem at any scale of the data (in data units at 1e12,
@@ -146,7 +143,7 @@ def standardized(
     obs : Observations
         Its data.
     scale : float, optional
-        :math:`s` (default: the square root of :func:`data_variance`).
+        :math:`s` (default: :func:`regression_scale`).
     powers : dict of str to int, optional
         The power of :math:`s` carried by each hyper-parameter, by the last part of its name
         (default: noises and outputscales 2, prior means and slopes 1).
@@ -160,7 +157,7 @@ def standardized(
         standardised data to get that of the data.
     """
     if scale is None:
-        scale = math.sqrt(data_variance(model, obs))
+        scale = regression_scale(model, obs)
     if scale == 1.0:
         yield obs, 0.0
         return

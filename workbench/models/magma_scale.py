@@ -11,7 +11,7 @@ import torch
 import xarray as xr
 
 from workbench.models import data_scale as regression_scale
-from workbench.models.data_scale import variance_outside_unit_range
+from workbench.models.data_scale import decimal_scale
 from workbench.models.task_grid import TaskGrid
 
 __all__ = ["NOISE_FLOOR", "data_scale", "rescale", "standardized_tasks"]
@@ -55,8 +55,7 @@ def data_scale(model: Any, grid: TaskGrid) -> float:
         centre = values.mean() if constant else model.mean_constant[0]
         v = float((values - centre).square().mean())
         level = float(values.square().mean())
-    v = variance_outside_unit_range(v, level, torch.float64)
-    return 1.0 if v == 1.0 else 10.0 ** round(math.log10(v) / 2)
+    return decimal_scale(v, level, torch.float64)
 
 
 def rescale(model: Any, factor: float) -> None:

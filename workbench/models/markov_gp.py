@@ -169,7 +169,7 @@ class MarkovGP(GPRegression):
     def _smoother(self, ssm: tuple, filtered: FilterResult) -> SmootherResult:
         A, which = ssm[0], ssm[-1]
         if isinstance(filtered, SqrtFilterResult):
-            return sqrt_rts_smoother(A[which], ssm[1][which], filtered)
+            return sqrt_rts_smoother(A[which], filtered)
         if not self._use_scans() and compiled_available(self.mean):
             return compiled_rts_smoother(A, filtered, which)
         return (parallel_rts_smoother if self._use_scans() else rts_smoother)(A[which], filtered)

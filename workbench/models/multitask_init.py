@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from workbench.models.data_scale import rescale, variance_outside_unit_range
+from workbench.models.data_scale import decimal_scale, rescale
 
 __all__ = ["MULTITASK_POWERS", "initialize", "multitask_scale"]
 
@@ -50,9 +50,7 @@ def multitask_scale(X: torch.Tensor, y: torch.Tensor) -> float:
     with torch.no_grad():
         v = float((y - means[task]).square().mean())
         level = float(y.square().mean())
-    if variance_outside_unit_range(v, level, y.dtype) == 1.0:
-        return 1.0
-    return 10.0 ** round(0.5 * math.log10(v))
+    return decimal_scale(v, level, y.dtype)
 
 
 def initialize(model: Any, X: torch.Tensor, y: torch.Tensor) -> None:

@@ -47,6 +47,7 @@ class SqrtFilterResult(NamedTuple):
     log_marginal: torch.Tensor  # shape: (*batch,)
     chol: torch.Tensor  # shape: (*batch, T, S, S) lower-triangular factors of cov
     pred_chol: torch.Tensor  # shape: (*batch, T, S, S)
+    noise_chol: torch.Tensor  # shape: (T-1, S, S) factors of Q (reused by the smoother)
 
 
 def tria(M: torch.Tensor) -> torch.Tensor:
@@ -141,12 +142,12 @@ def sqrt_kalman_filter(
         log_marginal,
         chol,
         pred_chol,
+        LQ,
     )
 
 
 def sqrt_rts_smoother(
     A: torch.Tensor,  # shape: (T-1, S, S), as given to the filter
-    Q: torch.Tensor,  # shape: (T-1, S, S)
     filtered: SqrtFilterResult,
 ) -> SmootherResult:
     r"""Square-root Rauch-Tung-Striebel smoother from a :func:`sqrt_kalman_filter` result.
@@ -155,8 +156,8 @@ def sqrt_rts_smoother(
     covariances are PSD by construction; the gain comes from two triangular solves with the
     predicted factor, never an explicit inverse.
     """
-    T, S = filtered.mean.shape[-2], filtered.mean.shape[-1]
-    LQ = psd_factor(Q) if T > 1 else Q
+    S, LQ = filtered.mean.shape[-1], filtered.noise_chol
+    T = filtered.mean.shape[-2]
     eye = torch.eye(S, dtype=A.dtype, device=A.device)
     m_s, L_s = filtered.mean[..., -1, :], filtered.chol[..., -1, :, :]
     means, chols = [m_s], [L_s]
