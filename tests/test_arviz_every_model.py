@@ -12,11 +12,10 @@ import xarray as xr
 
 import workbench as wb
 from workbench.likelihoods import Poisson
+from workbench.testing import arviz_checks
 
 matplotlib.use("Agg")
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", FutureWarning)
-    import arviz as az
+pytestmark = pytest.mark.arviz
 
 
 def _series() -> xr.DataArray:
@@ -71,7 +70,7 @@ def _gpvae():
     data = ds[["spikes", "frames"]]
     model = wb.MultimodalGPVAE({"spikes": "poisson", "frames": "gaussian"})
     model.fit(data, epochs=1, progress=False)
-    return model.to_inference_data(data, draws=20)
+    return model.to_inference_data(data, draws=40)  # ArviZ 1.x PSIS needs >= 25 draws
 
 
 CASES = [_exact, _markov, _latent, _magma, _multitask, _sparse, _gpvae]
@@ -81,19 +80,19 @@ CASES = [_exact, _markov, _latent, _magma, _multitask, _sparse, _gpvae]
 def test_arviz_summary_loo_and_ppc(make):
     idata = make()
     for group in ("posterior", "posterior_predictive", "observed_data", "log_likelihood"):
-        assert group in idata.groups(), group
-    summary = az.summary(idata, kind="stats")
-    assert len(summary) > 0 and np.isfinite(summary["mean"]).all()
+        assert group in arviz_checks.group_names(idata), group
+    summary = arviz_checks.summary(idata, kind="stats")
+    assert len(summary) > 0 and np.isfinite(summary["mean"].astype(float)).all()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # one chain; Pareto-k notices on tiny data
-        var_name = next(iter(idata.log_likelihood.data_vars))
-        loo = az.loo(idata, var_name=var_name)
-    assert np.isfinite(loo.elpd_loo)
-    shared = set(idata.posterior_predictive.data_vars) & set(idata.observed_data.data_vars)
+        var_name = next(iter(idata["log_likelihood"].data_vars))
+        loo = arviz_checks.loo(idata, var_name=var_name)
+    assert np.isfinite(loo.elpd)
+    shared = set(idata["posterior_predictive"].data_vars) & set(idata["observed_data"].data_vars)
     assert shared
     var = sorted(shared)[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        axes = az.plot_ppc(idata, var_names=[var], num_pp_samples=10)
-    assert np.size(axes) >= 1
+        plotted = arviz_checks.plot_ppc(idata, var_names=[var], num_samples=10)
+    assert plotted is not None and np.size(plotted) >= 1
     matplotlib.pyplot.close("all")

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import xarray as xr
 
 from workbench.io import make_attrs, samples_to_inference_data
+from workbench.io.arviz import arviz_major
+from workbench.testing import arviz_checks
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", FutureWarning)  # arviz 0.23 announces its refactor on import
-    import arviz as az
+pytestmark = pytest.mark.arviz
 
 N_CHAIN, N_DRAW, N_OBS = 2, 50, 8
 SITES = [f"s{i}" for i in range(N_OBS)]
@@ -43,7 +41,7 @@ def idata():
 
 
 def test_groups_and_dims(idata):
-    assert set(idata.groups()) == {"posterior", "observed_data", "log_likelihood"}
+    assert arviz_checks.group_names(idata) == {"posterior", "observed_data", "log_likelihood"}
     post = idata.posterior
     assert post["mu"].dims == ("chain", "draw")
     assert post["f"].dims == ("chain", "draw", "site")
@@ -62,26 +60,23 @@ def test_groups_and_dims(idata):
 
 
 def test_arviz_summary(idata):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        summary = az.summary(idata, var_names=["mu", "f"])
+    summary = arviz_checks.summary(idata, var_names=["mu", "f"])
     assert list(summary.index) == ["mu", *[f"f[{s}]" for s in SITES]]
-    assert np.isfinite(summary[["mean", "sd", "ess_bulk", "r_hat"]].to_numpy()).all()
+    assert np.isfinite(summary[["mean", "sd", "ess_bulk", "r_hat"]].to_numpy(float)).all()
     np.testing.assert_allclose(
         summary.loc["mu", "mean"], idata.posterior["mu"].mean().item(), atol=1e-3
     )
 
 
 def test_arviz_loo(idata):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", UserWarning)  # Pareto k > 0.5 notes with only 100 draws
-        loo = az.loo(idata, pointwise=True)
-    assert np.isfinite(loo["elpd_loo"])
-    assert loo["n_data_points"] == N_OBS
-    assert loo["n_samples"] == N_CHAIN * N_DRAW
-    assert loo["pareto_k"].dims == ("site",)
-    assert (loo["pareto_k"].values < 0.7).all()
+    loo = arviz_checks.loo(idata, pointwise=True)
+    assert np.isfinite(loo.elpd)
+    assert loo.pointwise.dims == ("site",)
+    np.testing.assert_allclose(float(loo.pointwise.sum()), loo.elpd, rtol=1e-12)
+    assert loo.raw.n_data_points == N_OBS
+    assert loo.raw.n_samples == N_CHAIN * N_DRAW
+    assert loo.pareto_k.dims == ("site",)
+    assert (loo.pareto_k.values < 0.7).all()
 
 
 def test_defaults_name_dims_and_accept_tensors_and_dataarrays():
@@ -112,7 +107,7 @@ def test_mismatched_sample_sizes_raise_instead_of_nan_padding():
 
 def test_empty_groups_are_left_out():
     idata = samples_to_inference_data({"posterior": {"mu": np.zeros((1, 4))}, "sample_stats": {}})
-    assert list(idata.groups()) == ["posterior"]
+    assert arviz_checks.group_names(idata) == {"posterior"}
 
 
 def test_unknown_group_raises():
@@ -131,3 +126,32 @@ def test_wrong_dims_count_raises():
 def test_missing_sample_axes_raise():
     with pytest.raises(ValueError, match=r"variable 'mu' to have leading \(chain, draw\) axes"):
         samples_to_inference_data({"posterior": {"mu": np.zeros(5)}})
+
+
+def test_group_coords_and_variable_attrs_are_set_before_the_container_is_made():
+    # a name that is a dim in one group may be a coordinate along obs in another
+    groups = {
+        "posterior": {"w": np.zeros((1, 3, 2))},
+        "observed_data": {"y": np.arange(3.0)},
+    }
+    idata = samples_to_inference_data(
+        groups,
+        dims={"w": ["task"], "y": ["obs"]},
+        coords={"task": ["a", "b"], "obs": [0, 1, 2]},
+        group_coords={"observed_data": {"task": ("obs", ["a", "a", "b"])}},
+        var_attrs={"observed_data": {"y": {"units": "mV"}}},
+    )
+    assert idata["posterior"]["task"].values.tolist() == ["a", "b"]
+    assert idata["observed_data"]["task"].dims == ("obs",)
+    assert idata["observed_data"]["task"].values.tolist() == ["a", "a", "b"]
+    assert idata["observed_data"]["y"].attrs == {"units": "mV"}
+    with pytest.raises(ValueError, match=r"got \['observed'\]"):
+        samples_to_inference_data(groups, group_coords={"observed": {}})
+
+
+def test_container_follows_the_installed_arviz():
+    idata = samples_to_inference_data({"posterior": {"mu": np.zeros((1, 4))}})
+    if arviz_major() >= 1:
+        assert isinstance(idata, xr.DataTree)
+    else:
+        assert type(idata).__name__ == "InferenceData"

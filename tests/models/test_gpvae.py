@@ -19,6 +19,7 @@ from workbench.errors import (
     ValueRangeError,
 )
 from workbench.models.gpvae_modalities import PoissonModality
+from workbench.testing import arviz_checks
 
 KINDS = {"spikes": "poisson", "frames": "gaussian"}
 
@@ -141,14 +142,13 @@ def test_save_load_round_trip(small, tmp_path):
     assert again.hyperparameters() == model.hyperparameters()
 
 
+@pytest.mark.arviz
 def test_inference_data_works_with_arviz(small):
-    import arviz as az
-
     ds, model = small
     idata = model.to_inference_data(ds[["spikes", "frames"]], draws=20)
     assert idata.posterior["latents"].dims == ("chain", "draw", "trial", "time", "latent")
     assert set(idata.log_likelihood.data_vars) == {"spikes", "frames"}
-    summary = az.summary(idata, var_names=["latents"], kind="stats")
+    summary = arviz_checks.summary(idata, var_names=["latents"], kind="stats")
     assert len(summary) == 12 * 30 * 3
     with pytest.raises(ValueError, match="draws"):
         model.to_inference_data(ds, draws=0)

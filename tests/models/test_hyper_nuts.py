@@ -24,6 +24,7 @@ from workbench.models.hyper_outputs import (
     replicate_draws,
 )
 from workbench.models.hyper_priors import default_priors
+from workbench.testing import arviz_checks
 
 matplotlib.use("Agg")
 with warnings.catch_warnings():
@@ -60,7 +61,7 @@ def _panel(missing: bool = False) -> xr.DataArray:
 
 
 def _groups(idata) -> set[str]:
-    return set(idata.children) if isinstance(idata, xr.DataTree) else set(idata.groups())
+    return arviz_checks.group_names(idata)
 
 
 def _group(idata, name: str) -> xr.Dataset:
@@ -214,24 +215,26 @@ def test_log_likelihood_group_sums_to_lml_at_each_draw(sampled):
         assert float(ll[chain, draw].sum()) == pytest.approx(lml, abs=1e-8)
 
 
+@pytest.mark.arviz
 def test_summary_loo_and_plot_ppc_run(sampled):
     _, _, idata, _ = sampled
-    summary = az.summary(idata)
+    summary = arviz_checks.summary(idata)
     assert {"r_hat", "ess_bulk", "ess_tail"} <= set(summary.columns)
-    assert np.isfinite(summary[["r_hat", "ess_bulk"]].to_numpy()).all()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # Pareto k warnings on 80 draws
-        loo = az.loo(idata, pointwise=True)
-    assert np.isfinite(loo["elpd_loo"]) and loo["loo_i"].sizes == {"unit": 2, "time": 25}
+    assert np.isfinite(summary[["r_hat", "ess_bulk"]].to_numpy(float)).all()
+    loo = arviz_checks.loo(idata, pointwise=True)  # Pareto-k warnings on 80 draws silenced
+    assert np.isfinite(loo.elpd) and loo.pointwise.sizes == {"unit": 2, "time": 25}
     import matplotlib.pyplot as plt
 
-    az.plot_ppc(idata, num_pp_samples=10)
+    arviz_checks.plot_ppc(idata, num_samples=10)
     plt.close("all")
 
 
+@pytest.mark.arviz
 def test_missing_values_use_one_obs_dim_and_draws_reproduce():
     da, model = _panel(missing=True), _model()
-    kwargs = dict(fixed=FIXED, num_samples=8, warmup_steps=8, num_chains=1, progress=False)
+    kwargs = dict(
+        fixed=FIXED, num_samples=30, warmup_steps=8, num_chains=1, progress=False
+    )  # ArviZ 1 PSIS: >= 25 draws
     torch.manual_seed(123)
     first = model.sample_hyperparameters(da, seed=3, **kwargs)
     after = torch.rand(3)
@@ -259,9 +262,7 @@ def test_missing_values_use_one_obs_dim_and_draws_reproduce():
     for name in ("log_likelihood", "posterior_predictive"):
         var = _group(first, name)["v"]
         assert var.dims == ("chain", "draw", "obs") and np.isfinite(var.values).all()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        assert np.isfinite(az.loo(first)["elpd_loo"])
+    assert np.isfinite(arviz_checks.loo(first).elpd)
 
 
 def _identical_draws(model, n_chain=2, n_draw=3) -> xr.Dataset:

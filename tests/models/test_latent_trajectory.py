@@ -11,6 +11,7 @@ import workbench as wb
 from workbench.errors import DimensionError, ValueRangeError, WorkbenchWarning
 from workbench.kernels import MaternKernel
 from workbench.likelihoods import Poisson
+from workbench.testing import arviz_checks
 
 
 def _aligned_r2(inferred: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -111,6 +112,7 @@ def test_without_trial_dim_and_bad_input():
         lt.posterior(extra)
 
 
+@pytest.mark.arviz
 def test_posterior_draws_match_the_moments_and_feed_arviz():
     import warnings
 
@@ -131,12 +133,9 @@ def test_posterior_draws_match_the_moments_and_feed_arviz():
     np.testing.assert_allclose(var, post.latent_variance.values, rtol=0.15)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import arviz as az
-
         idata = lt.to_inference_data(num_samples=50, log_likelihood=True)
-        assert {"posterior", "posterior_predictive", "observed_data", "log_likelihood"} <= set(
-            idata.groups()
-        )
+        groups = {"posterior", "posterior_predictive", "observed_data", "log_likelihood"}
+        assert groups <= arviz_checks.group_names(idata)
         assert idata.posterior["latent_trajectory"].dims == (
             "chain",
             "draw",
@@ -145,6 +144,6 @@ def test_posterior_draws_match_the_moments_and_feed_arviz():
             "latent",
         )
         assert idata.observed_data["spikes"].dims == ("trial", "time", "unit")
-        summary = az.summary(idata, var_names=["latent_trajectory"], kind="stats")
+        summary = arviz_checks.summary(idata, var_names=["latent_trajectory"], kind="stats")
         assert len(summary) == 2 * 60 * 2
-        az.plot_ppc(idata, data_pairs={"spikes": "spikes"}, num_pp_samples=10)
+        arviz_checks.plot_ppc(idata, var_names=["spikes"], num_samples=10)

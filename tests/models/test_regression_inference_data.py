@@ -22,11 +22,9 @@ from workbench.likelihoods import (
     sample_observations,
 )
 from workbench.models.regression_samples import posterior_draws
+from workbench.testing import arviz_checks
 
 matplotlib.use("Agg")
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", FutureWarning)
-    import arviz as az
 
 S = 20_000
 
@@ -104,29 +102,31 @@ def test_members_draw_with_their_own_hyperparameters():
     assert np.abs(ratio - 1).max() < 0.15
 
 
+@pytest.mark.arviz
 def test_inference_data_groups_dims_and_arviz_functions():
     base = _series(seed=0, gap=False)
     da = xr.concat([base, 2 * base + 0.1], dim="unit").assign_coords(unit=["a", "b"])
     model = wb.MarkovGP(MaternKernel(nu=1.5, lengthscale=0.7), noise=0.05)
     idata = model.to_inference_data(da, num_samples=200, seed=5)
     for group in ("posterior", "posterior_predictive", "observed_data", "log_likelihood"):
-        assert group in idata.groups()
+        assert group in arviz_checks.group_names(idata)
     assert idata.posterior["f"].dims == ("chain", "draw", "unit", "time")
     assert list(idata.posterior_predictive["v"].unit.values) == ["a", "b"]
     np.testing.assert_array_equal(idata.observed_data["v"].transpose("unit", "time"), da.values)
     assert idata.observed_data["v"].attrs["units"] == "mV"
     assert idata.posterior.attrs["model"] == "MarkovGP"
-    summary = az.summary(idata, var_names=["f"])
+    summary = arviz_checks.summary(idata, var_names=["f"])
     assert {"r_hat", "ess_bulk"} <= set(summary.columns) and len(summary) == 50
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 1 chain / pareto-k notices
-        loo = az.loo(idata)
-    assert np.isfinite(loo.elpd_loo)
-    az.plot_ppc(idata, num_pp_samples=20)
+        loo = arviz_checks.loo(idata)
+    assert np.isfinite(loo.elpd)
+    arviz_checks.plot_ppc(idata, num_samples=20)
     again = model.to_inference_data(da, num_samples=200, seed=5)
     assert again.posterior["f"].equals(idata.posterior["f"])
 
 
+@pytest.mark.arviz
 def test_pointwise_log_likelihood_is_the_gaussian_density_of_each_draw():
     da = _series(gap=False)
     model = wb.ExactGP(gpytorch.kernels.RBFKernel(), noise=0.1).double()
@@ -137,6 +137,7 @@ def test_pointwise_log_likelihood_is_the_gaussian_density_of_each_draw():
     np.testing.assert_allclose(idata.log_likelihood["v"].values, expected, rtol=1e-6)
 
 
+@pytest.mark.arviz
 def test_missing_values_move_to_an_obs_dim_with_their_coordinates():
     da = _series(gap=True)
     model = wb.MarkovGP(MaternKernel(nu=1.5, lengthscale=0.7), noise=0.05)
@@ -148,9 +149,10 @@ def test_missing_values_move_to_an_obs_dim_with_their_coordinates():
     assert idata.log_likelihood["v"].dims == ("chain", "draw", "obs")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert np.isfinite(az.loo(idata).elpd_loo)
+        assert np.isfinite(arviz_checks.loo(idata).elpd)
 
 
+@pytest.mark.arviz
 def test_poisson_model_replicates_counts():
     t = np.arange(30.0)
     da = xr.DataArray(np.random.default_rng(0).poisson(2.0, 30).astype(float), dims="time",
@@ -182,6 +184,7 @@ def test_sampled_observations_have_the_likelihood_moments(likelihood, mean, var)
     np.testing.assert_array_equal(y, again.numpy())
 
 
+@pytest.mark.arviz
 @pytest.mark.parametrize("likelihood", ["gaussian", "poisson"])
 def test_sparse_gp_inference_data_uses_the_variational_marginals(likelihood):
     rng = np.random.default_rng(0)
@@ -210,5 +213,5 @@ def test_sparse_gp_inference_data_uses_the_variational_marginals(likelihood):
         np.testing.assert_allclose(idata.log_likelihood["z"].values[0], expected, rtol=1e-8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert np.isfinite(az.loo(idata).elpd_loo)
-    az.plot_ppc(idata, num_pp_samples=20)
+        assert np.isfinite(arviz_checks.loo(idata).elpd)
+    arviz_checks.plot_ppc(idata, num_samples=20)

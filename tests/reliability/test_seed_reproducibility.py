@@ -3,8 +3,8 @@ result run to run (whatever the global RNGs hold), a different seed a different 
 global RNG states of torch, NumPy and ``random`` are left exactly as they were.
 
 Covered: the simulators; ``to_inference_data`` of every model; ``sample_latents``,
-``MagmaClust.sample``, ``MarkovGP.sample_hyperparameters``, ``GPVAE.elbo``; fitting where the
-seed enters (MultitaskGP's coregionalisation start, MagmaClust's k-means start,
+``MagmaClust.sample``, ``MarkovGP``/``MultitaskGP.sample_hyperparameters``, ``GPVAE.elbo``;
+fitting where the seed enters (MultitaskGP's coregionalisation start, MagmaClust's k-means start,
 SparseInverseCholeskyGP's minibatches, the GP-VAEs' networks, minibatches and modality
 dropout); ``select_n_clusters``; ``fit_many``; the likelihood samplers; the state-space prior
 sampler; the InteractionKernel start; the GPyTorch peer baselines in ``workbench.testing``.
@@ -173,6 +173,13 @@ def _nuts(seed: int) -> Any:
     )
 
 
+def _multitask_nuts(seed: int) -> Any:
+    model, inputs = _fitted("MultitaskGP")
+    return model.sample_hyperparameters(
+        inputs["data"], num_samples=3, warmup_steps=3, num_chains=1, seed=seed, progress=False
+    )
+
+
 def _elbo(seed: int) -> float:
     model, inputs = _fitted("GPVAE_frames")  # Gaussian decoder: a reparameterised draw
     return model.elbo(inputs["data"], seed=seed)
@@ -226,6 +233,7 @@ CASES: dict[str, Callable[[int], Any]] = {
     "MultitaskGP.fit": _multitask_fit,
     "MultitaskGP.fit(interaction)": lambda s: _multitask_fit(s, interaction=True),
     "MultitaskGP.to_inference_data": lambda s: _idata("MultitaskGP", s),
+    "MultitaskGP.sample_hyperparameters": _multitask_nuts,
     "MagmaClust.fit": _magma_fit,
     "MagmaClust.sample": lambda s: _fitted("MagmaClust")[0].sample(
         _fitted("MagmaClust")[1]["new"], num_samples=4, seed=s

@@ -41,7 +41,7 @@ class TrialData(NamedTuple):
     bin_width: float
 
 
-def _modality(da: xr.DataArray, name: str, kind: str, dims: tuple[str, str], dtype):
+def _modality(da: xr.DataArray, name: str, kind: str, dims: tuple[str, str], dtype, device):
     for dim in dims:
         if dim not in da.dims:
             raise DimensionError(f"expected dim {dim!r} in modality {name!r}, got {da.dims}")
@@ -80,8 +80,8 @@ def _modality(da: xr.DataArray, name: str, kind: str, dims: tuple[str, str], dty
         d: np.asarray(da[d].values) if d in da.coords else np.arange(da.sizes[d]) for d in features
     }
     return ModalityArrays(
-        torch.as_tensor(np.where(observed, values, 0.0), dtype=dtype),
-        torch.as_tensor(observed, dtype=dtype),
+        torch.as_tensor(np.where(observed, values, 0.0), dtype=dtype, device=device),
+        torch.as_tensor(observed, dtype=dtype, device=device),
         features,
         coords,
     )
@@ -95,9 +95,10 @@ def trial_data(
     time_dim: str = "time",
     dtype: torch.dtype = torch.float32,
     required: bool = True,
+    device: torch.device | str | None = None,
 ) -> TrialData:
     """Validated tensors of the modalities in ``kinds`` found in ``data`` (at least one;
-    every one when ``required``)."""
+    every one when ``required``), on ``device`` (default: the CPU), the model's."""
     if not isinstance(data, xr.Dataset | Mapping):
         raise DTypeError(f"expected an xr.Dataset or a mapping of DataArrays, got {type(data)}")
     present = [name for name in kinds if name in data]
@@ -122,7 +123,7 @@ def trial_data(
                     f"expected modality {name!r} to share {dim!r} with "
                     f"{present[0]!r}, got different coordinates"
                 )
-        out[name] = _modality(da, name, kinds[name], (trial_dim, time_dim), dtype)
+        out[name] = _modality(da, name, kinds[name], (trial_dim, time_dim), dtype, device)
     _check_shared_features(out)
     time = (
         first[time_dim]

@@ -84,6 +84,14 @@ class Observations:
             template=self.template.isel(dict(zip(self.batch_dims, where, strict=True))),
         )
 
+    def to(self, device: torch.device | str) -> Observations:
+        """The same observations with ``x``, ``y`` and ``mask`` on ``device``.
+
+        Built from xarray on the CPU; models move them to their own device at their entry
+        points (a no-op, without copies, where they already are).
+        """
+        return replace(self, x=self.x.to(device), y=self.y.to(device), mask=self.mask.to(device))
+
     def coords_of(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         """Coordinate values (numeric or datetime64) for float positions ``x``."""
         if isinstance(x, torch.Tensor):

@@ -34,6 +34,8 @@ __all__ = ["expected_periodogram", "is_regular_grid", "periodogram", "whittle_lo
 
 def is_regular_grid(x: np.ndarray | torch.Tensor, rtol: float = 1e-6) -> bool:
     """True when ``x`` (shape (T,), T >= 2) has equal steps up to ``rtol``."""
+    if isinstance(x, torch.Tensor):  # on any device
+        x = x.detach().cpu()
     steps = np.diff(np.asarray(x, dtype=np.float64))
     return steps.size > 0 and bool(np.all(np.abs(steps - steps[0]) <= rtol * abs(steps[0])))
 

@@ -11,11 +11,13 @@ import xarray as xr
 
 __all__ = [
     "GROUPS",
+    "arviz_major",
     "check_num_samples",
     "observed_point_coords",
     "pointwise_layout",
     "samples_to_datatree",
     "samples_to_inference_data",
+    "to_arviz",
 ]
 
 #: ArviZ groups we write; groups holding data carry no (chain, draw) dims.
@@ -36,6 +38,8 @@ def samples_to_datatree(
     *,
     dims: Mapping[str, Sequence[str]] | None = None,
     coords: Mapping[str, Any] | None = None,
+    group_coords: Mapping[str, Mapping[str, Any]] | None = None,
+    var_attrs: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
     attrs: Mapping[str, Any] | None = None,
 ) -> xr.DataTree:
     """Build an ArviZ-schema ``DataTree`` from arrays.
@@ -50,6 +54,11 @@ def samples_to_datatree(
         ``{variable: [dim, ...]}`` names of the axes after ``(chain, draw)``.
     coords : mapping, optional
         Coordinate values for named dims.
+    group_coords : mapping, optional
+        ``{group: {name: coord}}`` further coordinates of one group, e.g. the data's dim
+        coordinates along an ``obs`` dim (a name may be a dim in another group).
+    var_attrs : mapping, optional
+        ``{group: {variable: attrs}}`` attributes of single variables.
     attrs : mapping, optional
         Provenance attributes set on every group.
 
@@ -58,7 +67,8 @@ def samples_to_datatree(
     xr.DataTree
         Children named after the groups, with ``chain``/``draw`` coordinates.
     """
-    unknown = set(groups) - set(GROUPS)
+    unknown = set(groups) | set(group_coords or {}) | set(var_attrs or {})
+    unknown -= set(GROUPS)
     if unknown:
         raise ValueError(f"expected groups among {GROUPS}, got {sorted(unknown)}")
     dims = dims or {}
@@ -75,6 +85,9 @@ def samples_to_datatree(
         if sampled:
             _check_sample_sizes(group, data_vars)
         ds = xr.Dataset(data_vars, attrs=dict(attrs or {}))
+        ds = ds.assign_coords(dict((group_coords or {}).get(group, {})))
+        for name, var_attr in (var_attrs or {}).get(group, {}).items():
+            ds[name].attrs = dict(var_attr)
         children[group] = xr.DataTree(ds)
     return xr.DataTree(children=children)
 
@@ -82,15 +95,29 @@ def samples_to_datatree(
 def samples_to_inference_data(groups: Mapping[str, Mapping[str, Any]], **kwargs: Any) -> Any:
     """Like :func:`samples_to_datatree`, returned in the installed ArviZ's container.
 
-    ArviZ ≥ 1 works on ``xr.DataTree`` directly; ArviZ 0.x gets an ``InferenceData``.
+    ArviZ ≥ 1 works on ``xr.DataTree`` directly; ArviZ 0.x gets an ``InferenceData``. The two
+    differ in their methods (``assign_coords``, ``groups``), so build everything through the
+    keywords here rather than editing the result.
     """
-    tree = samples_to_datatree(groups, **kwargs)
+    return to_arviz(samples_to_datatree(groups, **kwargs))
+
+
+def to_arviz(tree: xr.DataTree) -> Any:
+    """An ArviZ-schema ``DataTree`` in the installed ArviZ's container (itself for ArviZ ≥ 1,
+    an ``InferenceData`` for 0.x)."""
+    if arviz_major() >= 1:
+        return tree
+    import arviz as az
+
+    return az.InferenceData.from_datatree(tree)
+
+
+def arviz_major() -> int:
+    """Major version of the installed ArviZ (0 for the 0.23 line, 1 for the DataTree line)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # arviz 0.23 warns about its refactor
         import arviz as az
-    if int(az.__version__.split(".")[0]) >= 1:
-        return tree
-    return az.InferenceData.from_datatree(tree)
+    return int(az.__version__.split(".")[0])
 
 
 def _check_sample_sizes(group: str, data_vars: Mapping[str, xr.DataArray]) -> None:

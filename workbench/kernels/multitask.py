@@ -128,7 +128,7 @@ class InteractionKernel(gpytorch.kernels.Kernel):
     @lengthscale.setter
     def lengthscale(self, value: torch.Tensor) -> None:
         raw = self.raw_lengthscale_constraint.inverse_transform(
-            torch.as_tensor(value, dtype=torch.float64)
+            torch.as_tensor(value, dtype=torch.float64, device=self.raw_lengthscale.device)
         )
         self.initialize(raw_lengthscale=raw.to(self.raw_lengthscale))
 

@@ -40,6 +40,18 @@ class Model(torch.nn.Module):
 
     registry: ClassVar[dict[str, type[Model]]] = {}
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # moved by .to()/.double() like any buffer, so that what a fit builds later (networks,
+        # per-task parameters, fitted data) knows the model's device and dtype; not saved
+        self.register_buffer("_anchor", torch.empty(0), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        """The device the model lives on (``model.to(device)`` moves it); everything a fit
+        creates is created there."""
+        return self._anchor.device
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         Model.registry[cls.__name__] = cls
@@ -100,7 +112,8 @@ class Model(torch.nn.Module):
         """Set a hyper-parameter on its natural scale (inverse-transforms into the raw one)."""
         for key, param, constraint in self._constrained():
             if key == name:
-                target = torch.as_tensor(value, dtype=param.dtype).expand_as(param)
+                target = torch.as_tensor(value, dtype=param.dtype, device=param.device)
+                target = target.expand_as(param)
                 check_value(name, target, constraint)
                 raw = constraint.inverse_transform(target) if constraint is not None else target
                 with torch.no_grad():

@@ -205,7 +205,7 @@ class GPRegression(Model):
                 f"expected {self.axis.kind} coordinates for dim {dim!r} as at fit time, got "
                 f"{obs.axis.kind}"
             )
-        return obs
+        return obs.to(self.device)  # the data where the model lives (xarray is on the CPU)
 
     def _log_marginals(self, obs: Observations) -> torch.Tensor:
         """Exact log marginal likelihood of every series, shape ``obs.batch_shape``."""

@@ -48,6 +48,7 @@ from workbench.models.gpvae_modalities import make_modality
 from workbench.models.gpvae_outputs import gpvae_dataset, gpvae_inference_data, gpvae_scores
 from workbench.models.gpvae_priors import make_prior
 from workbench.models.gpvae_training import check_schedule, train_svi
+from workbench.models.rng import forked_rng
 
 __all__ = ["MultimodalGPVAE"]
 
@@ -165,10 +166,11 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
     def latent_index(self, modality: str) -> torch.Tensor:
         """Positions of the latents a modality sees: the shared ones, then its own."""
         groups = self.latent_groups
-        return torch.tensor([i for i, g in enumerate(groups) if g in ("shared", modality)])
+        own = [i for i, g in enumerate(groups) if g in ("shared", modality)]
+        return torch.tensor(own, device=self.device)
 
     def _build(self, layout: dict) -> None:
-        with torch.random.fork_rng(devices=[]):
+        with forked_rng():
             torch.manual_seed(self.seed)
             self._build_networks(layout)
 
@@ -193,6 +195,7 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
         raw = self.raw_lengthscale_constraint.inverse_transform(torch.tensor(float(ell)))
         self.raw_lengthscale = nn.Parameter(raw.expand(K).clone())
         self._prior = make_prior(self.prior, ell)
+        self.to(self.device)  # built at the first fit: on the device the model was moved to
 
     @property
     def lengthscale_bins(self) -> torch.Tensor:
@@ -270,9 +273,7 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
         epoch (under that mix of encoders) and ``callback(epoch, -elbo)`` follows each."""
         final_lr = lr if final_lr is None else final_lr
         check_schedule(lr, final_lr, modality_dropout)
-        prepared = trial_data(
-            data, self.modalities, trial_dim=self.trial_dim, time_dim=self.time_dim
-        )
+        prepared = self._trial_data(data)
         self._check_or_build(prepared)
         self.raw_lengthscale.requires_grad_(learn_hyperparameters)
         try:
@@ -323,16 +324,15 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
                     f"{self.layout['features'][m]['dims']}, as fitted), got {got}"
                 )
 
+    def _trial_data(self, data, required: bool = True) -> TrialData:
+        """``data``'s validated tensors, on the model's device."""
+        dims = {"trial_dim": self.trial_dim, "time_dim": self.time_dim}
+        return trial_data(data, self.modalities, required=required, device=self.device, **dims)
+
     def _prepare(self, data, required: bool = False) -> TrialData:
         if self.layout is None:
             raise RuntimeError("expected a fitted model (call fit first)")
-        prepared = trial_data(
-            data,
-            self.modalities,
-            trial_dim=self.trial_dim,
-            time_dim=self.time_dim,
-            required=required,
-        )
+        prepared = self._trial_data(data, required)
         self._check_layout(prepared)
         return prepared
 
@@ -341,7 +341,7 @@ class MultimodalGPVAE(GPVAEHyperparameters, Model):
         reparameterised draw for the neural decoders."""
         prepared = self._prepare(data, required=True)
         n = len(prepared.trials)
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
+        with forked_rng(), torch.no_grad():
             torch.manual_seed(seed)
             try:
                 loss = pyro.infer.TraceMeanField_ELBO().loss(

@@ -121,7 +121,8 @@ class PoissonModality(Modality):
         return (dist.Poisson(torch.exp(self._eta(z))).log_prob(x) * observed).sum(-1)
 
     def sample(self, z, generator):
-        return torch.poisson(torch.exp(self._eta(z)), generator=generator)
+        rate = torch.exp(self._eta(z))  # a CPU generator draws from CPU rates only
+        return torch.poisson(rate.cpu(), generator=generator).to(rate.device)
 
 
 class DecodedModality(Modality):
@@ -196,10 +197,10 @@ class DecodedModality(Modality):
 
     def sample(self, z, generator):
         law = self._distribution(z)
-        if self.kind == "bernoulli":
-            return torch.bernoulli(law.probs, generator=generator)
+        if self.kind == "bernoulli":  # a CPU generator draws from CPU inputs only
+            return torch.bernoulli(law.probs.cpu(), generator=generator).to(law.probs.device)
         eps = torch.randn(law.loc.shape, generator=generator, dtype=law.loc.dtype)
-        return law.loc + law.scale * eps
+        return law.loc + law.scale * eps.to(law.loc.device)
 
 
 class _ConvDecoder(nn.Module):

@@ -44,15 +44,15 @@ def gpvae_dataset(model, prepared: TrialData, mean: torch.Tensor, var: torch.Ten
     """Latent moments (trial, latent, time) plus each modality's reconstruction."""
     dims = (model.trial_dim, model.time_dim, "latent")
     data = {
-        "latent_mean": (dims, mean.transpose(1, 2).numpy().astype(np.float64)),
-        "latent_variance": (dims, var.transpose(1, 2).numpy().astype(np.float64)),
+        "latent_mean": (dims, mean.transpose(1, 2).cpu().numpy().astype(np.float64)),
+        "latent_variance": (dims, var.transpose(1, 2).cpu().numpy().astype(np.float64)),
     }
     coords = _base_coords(model, prepared)
     with torch.no_grad():
         for m, net in model.nets.items():
             idx = model.latent_index(m)
             recon = check_moments(net.reconstruct(mean[:, idx], var[:, idx]))[0]
-            recon = recon.numpy().astype(np.float64)
+            recon = recon.cpu().numpy().astype(np.float64)
             fdims, fcoords, sizes = _feature_layout(model, prepared, m)
             data[f"{m}_mean"] = ((*dims[:2], *fdims), recon.reshape(*recon.shape[:2], *sizes))
             coords |= fcoords
@@ -71,9 +71,9 @@ def gpvae_dataset(model, prepared: TrialData, mean: torch.Tensor, var: torch.Ten
 def gpvae_inference_data(model, prepared: TrialData, mean, var, draws: int, seed: int) -> Any:
     """Draws of the latents' time marginals from q, replicated data and per-bin
     log-likelihoods."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # CPU draws (the same on every device), moved
     noise = torch.randn((draws, *mean.shape), generator=gen, dtype=mean.dtype)
-    z = mean + var.sqrt() * noise  # (draw, trial, latent, time)
+    z = mean + var.sqrt() * noise.to(mean.device)  # (draw, trial, latent, time)
     log_lik, observed, replicated = {}, {}, {}
     dims = (model.trial_dim, model.time_dim)
     with torch.no_grad():
@@ -81,20 +81,20 @@ def gpvae_inference_data(model, prepared: TrialData, mean, var, draws: int, seed
             idx = model.latent_index(m)
             net = model.nets[m]
             values = [net.log_prob(arr.values, arr.observed, z[d][:, idx]) for d in range(draws)]
-            log_lik[m] = torch.stack(values)[None].numpy().astype(np.float64)
+            log_lik[m] = torch.stack(values)[None].cpu().numpy().astype(np.float64)
             fdims, fcoords, sizes = _feature_layout(model, prepared, m)
             coords = {model.trial_dim: prepared.trials, model.time_dim: prepared.time} | fcoords
-            x = np.where(arr.observed.numpy() > 0, arr.values.numpy(), np.nan)
+            x = np.where(arr.observed.cpu().numpy() > 0, arr.values.cpu().numpy(), np.nan)
             observed[m] = xr.DataArray(
                 x.reshape(*x.shape[:2], *sizes).astype(np.float64), dims=(*dims, *fdims),
                 coords=coords,
             )  # fmt: skip
             rep = torch.stack([net.sample(z[d][:, idx], gen) for d in range(draws)])
             replicated[m] = xr.DataArray(
-                rep.numpy().reshape(1, draws, *x.shape[:2], *sizes).astype(np.float64),
+                rep.cpu().numpy().reshape(1, draws, *x.shape[:2], *sizes).astype(np.float64),
                 dims=("chain", "draw", *dims, *fdims), coords=coords,
             )  # fmt: skip
-    latent = z.transpose(2, 3)[None].numpy().astype(np.float64)  # (1, draw, trial, time, K)
+    latent = z.transpose(2, 3)[None].cpu().numpy().astype(np.float64)  # (1, draw, trial, time, K)
     groups = {
         "posterior": {"latents": latent},
         "posterior_predictive": replicated,

@@ -44,14 +44,13 @@ class FourierPrior:
         self.ell, self.diagonal = lengthscale_bins, diagonal
         self.name = "fourier" if diagonal else "fourier_exact"
 
-    def _basis(self, n_bins: int, dtype):
-        return fourier_basis(
-            n_bins, 0.5 * self.ell, n_circle=n_bins + math.ceil(8 * self.ell), dtype=dtype
-        )
+    def _basis(self, n_bins: int, dtype, device=None):
+        n_circle = n_bins + math.ceil(8 * self.ell)  # on the device of the data it multiplies
+        return fourier_basis(n_bins, 0.5 * self.ell, n_circle=n_circle, dtype=dtype, device=device)
 
     def posterior(self, precision, weighted, lengthscale):
         """Guide distribution and q's time marginals (mean, var), each (trial, K, T)."""
-        basis = self._basis(precision.shape[-1], precision.dtype)
+        basis = self._basis(precision.shape[-1], precision.dtype, precision.device)
         prior = rbf_spectrum(basis, lengthscale)
         B = basis.matrix
         if self.diagonal:
@@ -69,7 +68,7 @@ class FourierPrior:
 
     def site(self, lengthscale, n_trials: int, n_bins: int, like: torch.Tensor):
         """The model's distribution of the coefficients (trial, K, F)."""
-        c = rbf_spectrum(self._basis(n_bins, like.dtype), lengthscale)
+        c = rbf_spectrum(self._basis(n_bins, like.dtype, like.device), lengthscale)
         if self.diagonal:
             law = dist.Normal(torch.zeros_like(c), c.sqrt())
             return law.expand([n_trials, *c.shape]).to_event(2)
@@ -78,7 +77,7 @@ class FourierPrior:
 
     def to_time(self, value: torch.Tensor, n_bins: int) -> torch.Tensor:
         """Latent series (trial, K, T) from coefficients."""
-        return value @ self._basis(n_bins, value.dtype).matrix
+        return value @ self._basis(n_bins, value.dtype, value.device).matrix
 
 
 class MarkovPrior(dist.TorchDistribution):

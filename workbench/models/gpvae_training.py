@@ -10,6 +10,7 @@ import torch
 
 from workbench.data.multimodal import TrialData
 from workbench.models.divergence import DivergenceGuard, check_finite
+from workbench.models.rng import forked_rng
 from workbench.progress import progress_bar
 
 __all__ = ["ADVICE", "check_schedule", "train_svi"]
@@ -56,7 +57,7 @@ def train_svi(
     start = model.seed + len(model.elbo_trace)
     gen = torch.Generator().manual_seed(start)
     with (
-        torch.random.fork_rng(devices=[]),
+        forked_rng(),
         warnings.catch_warnings(),
         progress_bar(epochs, type(model).__name__, progress) as bar,
     ):

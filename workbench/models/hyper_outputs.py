@@ -1,5 +1,6 @@
-r"""Outputs of NUTS over a MarkovGP's hyper-parameters: pointwise one-step-ahead log densities,
-posterior-predictive replicates, the ArviZ groups, and the posterior averaged over the draws.
+r"""Outputs of NUTS over a model's hyper-parameters: the ArviZ groups, per-draw replicates and
+the posterior averaged over the draws (shared by MarkovGP and MultitaskGP), and MarkovGP's
+pointwise one-step-ahead log densities and posterior-predictive replicates.
 
 The averaged posterior at a point is the equally weighted mixture over hyper-parameter draws
 :math:`\theta_s` of the Gaussian posteriors :math:`N(\mu_s, v_s)`:
@@ -18,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -29,16 +31,23 @@ from workbench.data import Observations, resolve_at
 from workbench.io.arviz import pointwise_layout, samples_to_inference_data
 from workbench.io.attrs import make_attrs
 from workbench.io.to_xarray import predictive_to_dataset
-from workbench.models.hyper_priors import set_draw
+from workbench.models.hyper_priors import hyperparameter_slots, set_draw
 from workbench.ssm import sample_state_space_prior
 
 __all__ = [
     "averaged_posterior",
     "hyper_inference_data",
+    "mixture_moments",
     "mixture_quantiles",
     "pointwise_log_likelihood",
+    "posterior_draws",
     "replicate_draws",
+    "with_mixture_quantiles",
 ]
+
+#: ``fn(model, obs, generator) -> (terms, y_rep)``: pointwise log densities and one replicate,
+#: both (*batch, T) with NaN where unobserved, at ``model``'s current hyper-parameters.
+DrawOutputs = Callable[[Any, Any, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
 def check_model(model: Any) -> None:
@@ -101,17 +110,25 @@ def pointwise_log_likelihood(model: Any, da: xr.DataArray, dim: str = "time") ->
 
 
 def replicate_draws(
-    model: Any, obs: Observations, draws: dict[str, torch.Tensor], seed: int, bar: Any = None
+    model: Any,
+    obs: Any,  # Observations (MarkovGP), or whatever ``draw_outputs`` takes
+    draws: dict[str, torch.Tensor],
+    seed: int,
+    bar: Any = None,
+    *,
+    draw_outputs: DrawOutputs | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pointwise log densities and replicates, (chain, draw, *batch, T), one per draw of
-    ``draws`` ({name: (chain, draw)}), on a copy of ``model``."""
+    ``draws`` ({name: (chain, draw, *shape)}), on a copy of ``model``; ``draw_outputs``
+    computes them at one draw (default: MarkovGP's, from ``obs``)."""
+    draw_outputs = _draw_outputs if draw_outputs is None else draw_outputs
     work, g = copy.deepcopy(model), torch.Generator().manual_seed(seed)
-    shape = next(iter(draws.values())).shape
+    shape = next(iter(draws.values())).shape[:2]
     terms, y_rep = [], []
     for index in np.ndindex(*shape):
         for name, values in draws.items():
-            set_draw(work, name, float(values[index]))
-        t, y = _draw_outputs(work, obs, g)
+            set_draw(work, name, values[index])
+        t, y = draw_outputs(work, obs, g)
         terms.append(t.cpu().numpy())
         y_rep.append(y.cpu().numpy())
         if bar is not None:
@@ -126,11 +143,12 @@ def hyper_inference_data(
     stats: dict[str, np.ndarray],
     outputs: tuple[np.ndarray, np.ndarray] | None,  # shapes: (chain, draw, *batch, T) twice
     attrs: dict[str, Any],
+    long_name: str = "one-step-ahead predictive log density",
 ) -> Any:
     """ArviZ groups with the data's own dims and coords; data with missing values put the
     observed points on one ``obs`` dim (the data's coordinates along it), so that ``az.loo``
-    and ``az.plot_ppc`` see finite values only. ``outputs``: pointwise log densities and
-    replicates from :func:`replicate_draws` (None: no such groups)."""
+    and ``az.plot_ppc`` see finite values only. ``outputs``: pointwise log densities (named
+    ``long_name``) and replicates from :func:`replicate_draws` (None: no such groups)."""
     name = str(da.name) if da.name is not None and da.name not in da.dims else "y"
     dims = [*obs.batch_dims, obs.dim]
     observed = da.transpose(*dims)
@@ -146,7 +164,7 @@ def hyper_inference_data(
     if outputs is not None:
         terms, y_rep = (a if mask.all() else a[:, :, mask] for a in outputs)
         sample_dims = ("chain", "draw", *point_dims)
-        ll_attrs = {"long_name": "one-step-ahead predictive log density", "units": "1"}
+        ll_attrs = {"long_name": long_name, "units": "1"}
         groups["log_likelihood"] = {
             name: xr.DataArray(terms, dims=sample_dims, coords=coords, attrs=ll_attrs)
         }
@@ -156,7 +174,14 @@ def hyper_inference_data(
     return samples_to_inference_data(groups, attrs=attrs)
 
 
-def _posterior_draws(model: Any, idata: Any, max_draws: int | None) -> dict[str, np.ndarray]:
+def posterior_draws(
+    model: Any, idata: Any, max_draws: int | None, names: Iterable[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Evenly spaced draws (over the flattened chains) of the posterior variables of ``idata``
+    named after hyper-parameters of ``model``: ``{name: (S, *shape)}``.
+
+    ``names``: the hyper-parameters that may appear (None: every scalar one).
+    """
     post = idata
     if not isinstance(idata, xr.Dataset):
         try:
@@ -167,20 +192,29 @@ def _posterior_draws(model: Any, idata: Any, max_draws: int | None) -> dict[str,
                 f"{type(idata).__name__}"
             ) from None
         post = post.to_dataset() if isinstance(post, xr.DataTree) else post
-    known = {n for n, p, _ in model._constrained() if p.numel() == 1}
-    names = [n for n in post.data_vars if n in known]
-    bad = [n for n in names if set(post[n].dims) != {"chain", "draw"}]
-    if not names or bad:
+    slots = hyperparameter_slots(model, names)
+    found = [n for n in post.data_vars if n in slots]
+    bad = [n for n in found if not _fits(post[n], slots[n].shape)]
+    if not found or bad:
+        kind = "scalar hyper-parameters" if names is None else "hyper-parameters"
         raise ValueError(
-            f"expected posterior variables (chain, draw) named after scalar hyper-parameters "
-            f"{sorted(known)}, got {sorted(map(str, post.data_vars))}"
+            f"expected posterior variables (chain, draw, ...) named after {kind} "
+            f"{sorted(slots)} with their shapes, got {sorted(map(str, post.data_vars))}"
         )
     if max_draws is not None and (int(max_draws) != max_draws or max_draws < 1):
         raise ValueError(f"expected max_draws >= 1 or None, got {max_draws}")
-    flat = post[names].stack(sample=("chain", "draw"))
+    flat = post[found].stack(sample=("chain", "draw"))
     n = flat.sizes["sample"]
     pick = np.unique(np.linspace(0, n - 1, min(n, max_draws or n)).round().astype(int))
-    return {name: flat[name].values[pick] for name in names}
+    return {name: flat[name].transpose("sample", ...).values[pick] for name in found}
+
+
+def _fits(var: xr.DataArray, shape: torch.Size) -> bool:
+    """(chain, draw) dims, and the others of the hyper-parameter's shape (or one value)."""
+    if not {"chain", "draw"} <= set(var.dims):
+        return False
+    rest = tuple(n for d, n in var.sizes.items() if d not in ("chain", "draw"))
+    return rest == tuple(shape) or math.prod(rest) == 1 == math.prod(shape)
 
 
 def mixture_quantiles(
@@ -215,6 +249,34 @@ def mixture_quantiles(
                 break
         out[lo_i : lo_i + step] = 0.5 * (lo + hi)
     return out.reshape(means.shape[1:])
+
+
+def mixture_moments(
+    model: Any,
+    draws: dict[str, np.ndarray],
+    moments: Callable[[Any], tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Component means and variances, (S, *shape) each: ``moments(work)`` at every draw of
+    ``draws`` ({name: (S, *shape)}) set on a copy of ``model``."""
+    work, means, variances = copy.deepcopy(model), [], []
+    for i in range(len(next(iter(draws.values())))):
+        for name, values in draws.items():
+            set_draw(work, name, values[i])
+        mean, variance = moments(work)
+        means.append(mean)
+        variances.append(variance)
+    return torch.stack(means), torch.stack(variances)
+
+
+def with_mixture_quantiles(
+    ds: xr.Dataset, M: torch.Tensor, V: torch.Tensor, dims: tuple[str, ...], ci_prob: float
+) -> xr.Dataset:
+    """``ds`` with ``lower``/``upper`` replaced by the mixture's equal-tailed quantiles
+    (components ``M``, ``V`` of shape (S, *shape), ``dims`` naming ``shape``)."""
+    for role, prob in (("lower", (1 - ci_prob) / 2), ("upper", (1 + ci_prob) / 2)):
+        q = xr.DataArray(mixture_quantiles(M, V, prob), dims=dims)
+        ds[role] = ds[role].copy(data=q.transpose(*ds[role].dims).values)
+    return ds
 
 
 def averaged_posterior(
@@ -253,16 +315,13 @@ def averaged_posterior(
     check_model(model)
     obs = model._observe(da, dim)
     x_new, coords = resolve_at(obs, at)
-    draws = _posterior_draws(model, idata, max_draws)
-    work, means, variances = copy.deepcopy(model), [], []
-    for i in range(len(next(iter(draws.values())))):
-        for name, values in draws.items():
-            set_draw(work, name, float(values[i]))
+    draws = posterior_draws(model, idata, max_draws)
+
+    def moments(work: Any) -> tuple[torch.Tensor, torch.Tensor]:
         post = work.predict_moments(obs, x_new)
-        noise = work.noise.detach() if observation_noise else 0.0
-        means.append(post.mean)
-        variances.append(post.variance + noise)
-    M, V = torch.stack(means), torch.stack(variances)
+        return post.mean, post.variance + (work.noise.detach() if observation_noise else 0.0)
+
+    M, V = mixture_moments(model, draws, moments)
     mean, variance = M.mean(0), V.mean(0) + M.var(0, correction=0)
     fixed = {k: v for k, v in model.hyperparameters().items() if k not in draws}
     attrs = make_attrs(
@@ -275,7 +334,4 @@ def averaged_posterior(
         interval="equal-tailed quantiles of the Gaussian mixture over the draws",
     )
     ds = predictive_to_dataset(obs, mean, variance, coords=coords, ci_prob=ci_prob, attrs=attrs)
-    for role, prob in (("lower", (1 - ci_prob) / 2), ("upper", (1 + ci_prob) / 2)):
-        q = xr.DataArray(mixture_quantiles(M, V, prob), dims=(*obs.batch_dims, dim))
-        ds[role] = ds[role].copy(data=q.transpose(*ds[role].dims).values)
-    return ds
+    return with_mixture_quantiles(ds, M, V, (*obs.batch_dims, dim), ci_prob)

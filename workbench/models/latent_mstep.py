@@ -63,7 +63,7 @@ def _whittle(latent, power_by_length: dict[int, torch.Tensor], dt: float, n: int
 
 
 def _prior_periodogram(latent, length: int, dt: float) -> torch.Tensor:
-    lags = dt * torch.arange(length, dtype=torch.float64)[:, None]
+    lags = dt * torch.arange(length, dtype=torch.float64, device=latent.device)[:, None]
     return expected_periodogram(latent.kernel(lags, lags[:1]).to_dense()[..., 0], dt)
 
 

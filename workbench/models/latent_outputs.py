@@ -46,8 +46,8 @@ def latent_dataset(model, spikes, data: LatentData, state: LatentState, elbo: fl
     dims = (*lead, "time", "latent")
     ds = xr.Dataset(
         {
-            "latent_mean": (dims, pick(mean.transpose(1, 2).numpy())),
-            "latent_variance": (dims, pick(var.transpose(1, 2).numpy())),
+            "latent_mean": (dims, pick(mean.transpose(1, 2).cpu().numpy())),
+            "latent_variance": (dims, pick(var.transpose(1, 2).cpu().numpy())),
         },
         coords=coords,
     )
@@ -57,7 +57,7 @@ def latent_dataset(model, spikes, data: LatentData, state: LatentState, elbo: fl
             mu, s2 = state.eta_moments(model.C, model.d)
             rate = check_moments(torch.exp(mu + 0.5 * s2))[0]  # E[exp(eta)]: events per time
             rate = packed.unpack(rate)
-        ds["rate"] = ((*lead, "time", model.unit_dim), pick(rate.transpose(1, 2).numpy()))
+        ds["rate"] = ((*lead, "time", model.unit_dim), pick(rate.transpose(1, 2).cpu().numpy()))
         ds["rate"].attrs = {
             "long_name": "posterior mean firing rate",
             "units": f"1/{spikes['time'].attrs.get('units', model.time_unit)}",
@@ -88,7 +88,8 @@ def latent_inference_data(
     }
     if isinstance(model.observation, Poisson):
         rate = model.observation.rate(torch.nan_to_num(eta))
-        draws = torch.poisson(rate, generator=g)
+        # drawn on the CPU generator, then moved: seeded draws are the same on every device
+        draws = torch.poisson(rate.cpu(), generator=g).to(rate.device)
         draws = torch.where(eta.isnan(), torch.nan, draws)
         groups["posterior_predictive"] = {"spikes": draws.permute(0, 1, 3, 2)[None]}
     if log_likelihood:

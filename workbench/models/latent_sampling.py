@@ -15,11 +15,17 @@ __all__ = ["draw_latents"]
 def _site_noise(precision: torch.Tensor, joint: bool, n: int, g: torch.Generator):
     """n draws of eps_t ~ N(0, J_t), shaped like the site vectors (n, K, L)."""
     if not joint:
-        z = torch.randn(n, *precision.shape[1:], generator=g, dtype=precision.dtype)
+        z = _randn((n, *precision.shape[1:]), g, precision)
         return precision.clamp_min(0.0).sqrt() * z
     lam, V = torch.linalg.eigh(precision[0])  # (L, K), (L, K, K)
-    z = torch.randn(n, *lam.shape, generator=g, dtype=lam.dtype) * lam.clamp_min(0.0).sqrt()
+    z = _randn((n, *lam.shape), g, lam) * lam.clamp_min(0.0).sqrt()
     return torch.einsum("tkl,ntl->nkt", V, z)
+
+
+def _randn(shape: tuple, g: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """Standard normals drawn on the generator's device (seeded draws are the same on every
+    device) and moved next to ``like``."""
+    return torch.randn(shape, generator=g, dtype=like.dtype, device=g.device).to(like.device)
 
 
 def draw_latents(

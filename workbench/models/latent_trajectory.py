@@ -135,6 +135,7 @@ class LatentTrajectoryGP(Model):
         dtype = torch.float64
         self.C = torch.nn.Parameter(torch.zeros(n_units, self.n_latents, dtype=dtype))
         self.d = torch.nn.Parameter(torch.zeros(n_units, dtype=dtype))
+        self.to(self.device)  # built at the first fit, on the device the model was moved to
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -170,7 +171,7 @@ class LatentTrajectoryGP(Model):
             support=self.observation.support,
             time_unit=self.time_unit,
             axis=self.axis,
-        )
+        ).to(self.device)  # xarray is on the CPU; the model maybe not
         if self.unit_dim not in obs.batch_dims:
             raise DimensionError(
                 f"expected a {self.unit_dim!r} dim in the spikes, got dims {tuple(spikes.dims)}"
@@ -321,6 +322,9 @@ class LatentTrajectoryGP(Model):
             spikes, state = self._data
         data = self._prepare(spikes)
         steps = self.cvi_steps if state is None else 0  # fitted sites: re-smooth only
+        if state is not None:  # fitted (or loaded) before the model moved: follow it, once
+            state = LatentState(*(t if t is None else t.to(self.device) for t in state))
+            self._data = (spikes, state)
         state = self._estep(data, state, steps)
         check_moments(state.mean, state.var)  # packed bins: no NaN tails
         return spikes, data, state

@@ -138,10 +138,14 @@ class MagmaClust(MagmaResults, Model):
     def _make_task_parameters(self, n_tasks: int) -> None:
         self.n_tasks = n_tasks
         per_task = n_tasks if self.hypothesis[2] == "i" else None
-        self.task_kernel = batched_kernel(self._templates[1], per_task)
         shape = (n_tasks,) if per_task else ()
-        self.raw_noise = torch.nn.Parameter(torch.zeros(shape, dtype=torch.float64))
-        self.raw_noise_constraint = gpytorch.constraints.GreaterThan(NOISE_FLOOR)
+        new = torch.nn.Module()  # made at the first fit: moved to the model's device
+        new.task_kernel = batched_kernel(self._templates[1], per_task)
+        new.raw_noise = torch.nn.Parameter(torch.zeros(shape, dtype=torch.float64))
+        new.raw_noise_constraint = gpytorch.constraints.GreaterThan(NOISE_FLOOR)
+        new.to(self.device)
+        self.task_kernel, self.raw_noise = new.task_kernel, new.raw_noise
+        self.raw_noise_constraint = new.raw_noise_constraint
 
     @property
     def noise(self) -> torch.Tensor:
@@ -176,7 +180,8 @@ class MagmaClust(MagmaResults, Model):
         if self.axis is None:
             self.axis = obs.axis
         names = list(da[self.task_dim].values)
-        return task_grid(obs.x.double(), obs.y.double(), obs.mask, names), obs
+        x, y, mask = (v.to(self.device) for v in (obs.x.double(), obs.y.double(), obs.mask))
+        return task_grid(x, y, mask, names), obs  # built on the CPU from xarray: moved
 
     # -- pieces of the model on a grid ---------------------------------------------------------
     def _prior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,7 +189,7 @@ class MagmaClust(MagmaResults, Model):
         factored once, broadcast over clusters), with jitter; and their means (K, P)."""
         cov = dense_kernel(self.mean_kernel, x[:, None], x[:, None])  # (P, P) when shared
         scale = cov.diagonal(0, -2, -1).mean(-1)
-        eye = torch.eye(x.shape[0], dtype=cov.dtype)
+        eye = torch.eye(x.shape[0], dtype=cov.dtype, device=cov.device)
         cov = cov + JITTER * scale[..., None, None] * eye
         return cov, self.mean_constant[:, None].expand(-1, x.shape[0])
 
@@ -328,8 +333,9 @@ class MagmaClust(MagmaResults, Model):
 
     def _resize_hyper_buffers(self, state_dict, prefix, *args) -> None:
         for name in ("hyper_x", "hyper_mean", "hyper_cov"):
-            if prefix + name in state_dict:
-                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+            if prefix + name in state_dict:  # on the model's device, whatever the state's
+                value = state_dict[prefix + name]
+                setattr(self, name, torch.empty_like(value, device=self.device))
 
     def _warn_empty(self, tau: torch.Tensor) -> None:
         empty = [k for k, total in enumerate(tau.sum(0).tolist()) if total < 1e-6]

@@ -45,14 +45,16 @@ def kmeans_memberships(grid: TaskGrid, n_clusters: int, seed: int) -> torch.Tens
     range) keeps the curves' shapes; (min, mean, max) summaries lose them when cluster
     means cross.
     """
-    M, K = grid.y.shape[0], n_clusters
+    M, K, device = grid.y.shape[0], n_clusters, grid.y.device
     if K == 1:
-        return torch.ones(M, 1, dtype=torch.float64)
+        return torch.ones(M, 1, dtype=torch.float64, device=device)
     from sklearn.cluster import KMeans
 
-    x = grid.x.numpy()
+    # k-means runs in numpy on CPU copies; the memberships go back to the grid's device
+    x = grid.x.cpu().numpy()
     common = np.linspace(x.min(), x.max(), 20)
-    t, y, valid = grid.t.numpy(), grid.y.numpy(), grid.valid.numpy()
+    t, y, valid = (v.cpu().numpy() for v in (grid.t, grid.y, grid.valid))
     features = np.stack([np.interp(common, t[i][valid[i]], y[i][valid[i]]) for i in range(M)])
     labels = KMeans(K, n_init=50, random_state=seed).fit_predict(features)
-    return torch.nn.functional.one_hot(torch.as_tensor(labels, dtype=torch.long), K).double()
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    return torch.nn.functional.one_hot(labels, K).double().to(device)

@@ -55,18 +55,18 @@ def prediction_dataset(model, pred: ClusterPrediction, noise, coords, ci_prob: f
     total = (weights[:, None] * (variance + (pred.mean - mean).square())).sum(0)
     tail = 0.5 * (1 - ci_prob)
     sds = variance.sqrt()
-    probs = torch.tensor([tail, 1 - tail], dtype=sds.dtype)
+    probs = torch.tensor([tail, 1 - tail], dtype=sds.dtype, device=sds.device)
     lower, upper = mixture_quantile(probs, weights, pred.mean, sds)
     clusters = np.arange(model.n_clusters)
     ds = xr.Dataset(
         {
-            "cluster_mean": (("cluster", "time"), pred.mean.numpy()),
-            "cluster_variance": (("cluster", "time"), variance.numpy()),
-            "membership": (("cluster",), weights.numpy()),
-            "mean": (("time",), mean.numpy()),
-            "variance": (("time",), total.numpy()),
-            "lower": (("time",), lower.numpy()),
-            "upper": (("time",), upper.numpy()),
+            "cluster_mean": (("cluster", "time"), pred.mean.cpu().numpy()),
+            "cluster_variance": (("cluster", "time"), variance.cpu().numpy()),
+            "membership": (("cluster",), weights.cpu().numpy()),
+            "mean": (("time",), mean.cpu().numpy()),
+            "variance": (("time",), total.cpu().numpy()),
+            "lower": (("time",), lower.cpu().numpy()),
+            "upper": (("time",), upper.cpu().numpy()),
         },
         coords={"cluster": clusters, "time": coords},
     )

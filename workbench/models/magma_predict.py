@@ -78,6 +78,9 @@ def fit_new_task_kernel(model, post, observed, y, x_all):
         param.data.copy_(trained[name].detach().mean(0))
     raw_noise = torch.nn.Parameter(model.raw_noise.detach().mean().clone())
     transform = model.raw_noise_constraint.transform
+    holder = torch.nn.Module()
+    holder.kernel, holder.raw_noise = kernel, raw_noise
+    holder.to(model.device)  # the template is a plain list entry that model.to() never moved
 
     def loss() -> torch.Tensor:
         task_cov = dense_kernel(kernel, x_all[:, None], x_all[:, None])
@@ -87,7 +90,5 @@ def fit_new_task_kernel(model, post, observed, y, x_all):
         )  # fmt: skip
         return -torch.logsumexp(model.log_pi + pred.log_marginal, 0)
 
-    holder = torch.nn.Module()
-    holder.kernel, holder.raw_noise = kernel, raw_noise
     optimize(holder, loss, steps=1, lr=1.0, optimizer="lbfgs", progress=False, max_iter=50)
     return kernel, transform(raw_noise).detach()

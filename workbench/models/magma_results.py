@@ -36,7 +36,7 @@ class MagmaResults:
             raise RuntimeError("expected a fitted model with its training data (fit it first)")
         da, tau = self._fitted
         grid, _ = self._grid(da)
-        return da, grid, tau
+        return da, grid, tau.to(self.device)  # fitted before the model was moved
 
     def elbo(self) -> float:
         """The ELBO at the current hyper-parameters: one E-step from the fit's memberships
@@ -50,7 +50,7 @@ class MagmaResults:
         da, grid, tau = self._state()
         _, tau, _ = self._estep(grid, tau, update_tau=self.n_clusters > 1)
         return xr.DataArray(
-            tau.numpy(),
+            tau.cpu().numpy(),
             dims=(self.task_dim, "cluster"),
             coords={self.task_dim: da[self.task_dim].values, "cluster": np.arange(self.n_clusters)},
             name="membership",
@@ -62,11 +62,11 @@ class MagmaResults:
         ``variance`` (cluster, time). Works after :func:`workbench.load` too."""
         x, _, post = self._hyperposterior()
         fitted = self._fitted is not None
-        time = self._fitted[0]["time"] if fitted else self.axis.from_float(x.numpy())
+        time = self._fitted[0]["time"] if fitted else self.axis.from_float(x.cpu().numpy())
         ds = xr.Dataset(
             {
-                "mean": (("cluster", "time"), post.mean.numpy()),
-                "variance": (("cluster", "time"), post.cov.diagonal(0, -2, -1).numpy()),
+                "mean": (("cluster", "time"), post.mean.cpu().numpy()),
+                "variance": (("cluster", "time"), post.cov.diagonal(0, -2, -1).cpu().numpy()),
             },
             coords={"cluster": np.arange(self.n_clusters), "time": np.asarray(time)},
         )
@@ -87,8 +87,9 @@ class MagmaResults:
             raise DimensionError(f"expected a 1-D new task along 'time', got dims {new.dims}")
         x_new, coords = resolve_at(obs, at)
         coords = new["time"].values if coords is None else coords
-        x_obs, y_obs = obs.x[obs.mask].double(), obs.y[obs.mask].double()
-        z, where = torch.unique(torch.cat([x_obs, x_new.double()]), return_inverse=True)
+        device = self.device  # the new task comes from xarray on the CPU
+        x_obs, y_obs = (v[obs.mask].double().to(device) for v in (obs.x, obs.y))
+        z, where = torch.unique(torch.cat([x_obs, x_new.double().to(device)]), return_inverse=True)
         n = x_obs.shape[0]
         post = self._posterior_at(z)
         kernel, noise = self._new_task_kernel(post, where[:n], y_obs, z)
@@ -124,11 +125,13 @@ class MagmaResults:
         each draw came from (drawn with the membership probabilities)."""
         check_num_samples(num_samples)
         pred, noise, coords = self._new_task(new, at)
-        cov = pred.cov + noise * torch.eye(pred.cov.shape[-1], dtype=pred.cov.dtype)
+        eye = torch.eye(pred.cov.shape[-1], dtype=pred.cov.dtype, device=pred.cov.device)
+        cov = pred.cov + noise * eye
         gen = torch.Generator().manual_seed(seed)
         draws, comp = draw_mixture(pred.membership, pred.mean, cov, num_samples, gen)
+        comp = comp.cpu().numpy()
         out = xr.DataArray(
-            draws.numpy(),
+            draws.cpu().numpy(),
             dims=("draw", "time"),
             coords={"draw": np.arange(num_samples), "time": coords, "cluster": ("draw", comp)},
             name=new.name,
@@ -158,17 +161,21 @@ class MagmaResults:
             latent = task_predictive(post, task_cov, noise, grid)
             g, comp = draw_mixture(tau, latent.mean, latent.cov, num_samples, gen)  # (S, M, N)
             sd = noise.sqrt().reshape(-1, 1).expand_as(grid.y)
-            y_rep = g + sd * torch.randn(g.shape, generator=gen, dtype=g.dtype)
+            eps = torch.randn(g.shape, generator=gen, dtype=g.dtype)  # CPU stream: moved
+            y_rep = g + sd * eps.to(g.device)
             mu = gaussian_draws(post.mean, post.cov, num_samples, gen)  # (S, K, P)
-        valid = grid.valid.numpy()
+        valid = grid.valid.cpu().numpy()
         names = da[self.task_dim].values
         obs_coords = observed_point_coords(da, self.task_dim)
         obs = obs_coords.pop("obs")
-        flat = lambda v: v.numpy()[..., valid][None]  # noqa: E731  (chain, draw, obs)
+        flat = lambda v: v.cpu().numpy()[..., valid][None]  # noqa: E731  (chain, draw, obs)
         groups: dict[str, dict[str, Any]] = {
-            "posterior": {"mean_process": mu.numpy()[None], "task_cluster": comp.numpy()[None]},
+            "posterior": {
+                "mean_process": mu.cpu().numpy()[None],
+                "task_cluster": comp.cpu().numpy()[None],
+            },
             "posterior_predictive": {"y": flat(y_rep)},
-            "observed_data": {"y": grid.y.numpy()[valid]},
+            "observed_data": {"y": grid.y.cpu().numpy()[valid]},
         }
         if log_likelihood:
             var = noise.reshape(-1, 1).expand_as(grid.y)
@@ -185,11 +192,13 @@ class MagmaResults:
             self.task_dim: names,
             "obs": obs,
         }
-        idata = samples_to_inference_data(groups, dims=dims, coords=coords)
-        for group in ("posterior_predictive", "observed_data", "log_likelihood"):
-            if group in groups:
-                idata[group] = idata[group].assign_coords(obs_coords)
-        return idata
+        per_value = ("posterior_predictive", "observed_data", "log_likelihood")
+        return samples_to_inference_data(
+            groups,
+            dims=dims,
+            coords=coords,
+            group_coords={group: obs_coords for group in per_value if group in groups},
+        )
 
     # -- hyper-posterior -----------------------------------------------------------------------
     def _hyperposterior(self) -> tuple:
@@ -204,7 +213,9 @@ class MagmaResults:
             with torch.no_grad():
                 return x, torch.linalg.cholesky(self._prior(x)[0]), post
         versions = tuple(p._version for p in self.parameters())
-        key = (id(self._fitted[0]), versions, self.mean_constant._version)
+        # .to() swaps parameters' data without a version bump: the device is part of the key
+        device = (self.device.type, self.device.index)
+        key = (id(self._fitted[0]), versions, self.mean_constant._version, device)
         if getattr(self, "_hyper_key", None) != key:
             _, grid, tau = self._state()
             post, _, _ = self._estep(grid, tau, update_tau=False)

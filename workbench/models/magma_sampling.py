@@ -39,7 +39,7 @@ def task_predictive(
 ) -> TaskPredictive:
     """Per-cluster Gaussian of each training task's latent at its own points."""
     N = grid.index.shape[1]
-    eye = torch.eye(N, dtype=task_cov.dtype)
+    eye = torch.eye(N, dtype=task_cov.dtype, device=task_cov.device)
     psi = torch.where(grid.pair_valid, task_cov + noise.reshape(-1, 1, 1) * eye, eye)
     sigma = torch.where(grid.pair_valid, task_cov, 0.0)
     A = torch.linalg.solve(psi, sigma).mT  # Sigma Psi^{-1}; both symmetric
@@ -62,9 +62,10 @@ def _sqrt(covs: torch.Tensor) -> torch.Tensor:
 def gaussian_draws(
     mean: torch.Tensor, cov: torch.Tensor, num_samples: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """Draws (S, ..., Q) of N(mean (..., Q), cov (..., Q, Q))."""
+    """Draws (S, ..., Q) of N(mean (..., Q), cov (..., Q, Q)); ``generator`` is a CPU one
+    (the same draws on every device)."""
     z = torch.randn(num_samples, *mean.shape, generator=generator, dtype=mean.dtype)
-    return mean + (_sqrt(cov) @ z[..., None])[..., 0]
+    return mean + (_sqrt(cov) @ z.to(mean.device)[..., None])[..., 0]
 
 
 def draw_mixture(
@@ -74,11 +75,14 @@ def draw_mixture(
     num_samples: int,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draws (S, ..., Q) of each item's Gaussian mixture, and the component of each (S, ...)."""
-    K = means.shape[0]
-    comp = torch.multinomial(weights.reshape(-1, K), num_samples, True, generator=generator)
-    comp = comp.T.reshape(num_samples, *weights.shape[:-1])
+    """Draws (S, ..., Q) of each item's Gaussian mixture, and the component of each (S, ...);
+    drawn from the CPU ``generator`` and moved to the device of ``means``."""
+    K, device = means.shape[0], means.device
+    flat = weights.reshape(-1, K).cpu()  # a CPU generator draws from CPU inputs only
+    comp = torch.multinomial(flat, num_samples, True, generator=generator)
+    comp = comp.T.reshape(num_samples, *weights.shape[:-1]).to(device)
     z = torch.randn(num_samples, *means.shape[1:], generator=generator, dtype=means.dtype)
+    z = z.to(device)
     idx = comp[..., None, None]  # pick each draw's component from the (..., K, ...) stacks
     mean = torch.take_along_dim(means.movedim(0, -2)[None], idx, dim=-2)[..., 0, :]
     root = torch.take_along_dim(_sqrt(covs).movedim(0, -3)[None], idx[..., None], dim=-3)

@@ -11,17 +11,15 @@ import xarray as xr
 
 from workbench.data import Observations, TimeAxis, from_dataarray, resolve_at
 from workbench.errors import DimensionError
-from workbench.inference import dense_gp_log_marginal, dense_gp_predict
-from workbench.inference.kronecker import kronecker_log_marginal, kronecker_predict
-from workbench.inference.sgpr import sgpr_bound, sgpr_factors, sgpr_predict
 from workbench.io import make_attrs, predictive_to_dataset
 from workbench.kernels import kernel_from_spec, kernel_to_spec
-from workbench.kernels.batched import dense_kernel
 from workbench.kernels.multitask import InteractionKernel, LMCKernel
 from workbench.models.base import Model
 from workbench.models.data_scale import standardized
+from workbench.models.multitask_inference import MultitaskInference
 from workbench.models.multitask_init import MULTITASK_POWERS, initialize, multitask_scale
 from workbench.models.multitask_outputs import inference_data
+from workbench.models.rng import forked_rng
 from workbench.models.training import optimize
 
 __all__ = ["MultitaskGP"]
@@ -29,7 +27,7 @@ __all__ = ["MultitaskGP"]
 INFERENCE = ("auto", "exact", "sparse")
 
 
-class MultitaskGP(Model):
+class MultitaskGP(MultitaskInference, Model):
     r"""Linear model of coregionalisation (ICM for one latent), optionally with hierarchical
     latent interactions, on a ``DataArray(task, time)`` whose NaN entries are unobserved.
 
@@ -120,7 +118,7 @@ class MultitaskGP(Model):
         if self.interaction:
             self.kernel = InteractionKernel(T, self.n_latents, self.rank, seed=self.seed)
         else:
-            with torch.random.fork_rng(devices=[]):  # gpytorch draws factors (replaced below)
+            with forked_rng():  # gpytorch draws factors (replaced below)
                 self.kernel = LMCKernel(self._templates, T, self.rank)
             gen = torch.Generator().manual_seed(self.seed)
             for index in self.kernel.coregionalization:
@@ -129,6 +127,7 @@ class MultitaskGP(Model):
         self.raw_noise = torch.nn.Parameter(torch.zeros(T, dtype=torch.float64))
         self.raw_noise_constraint = gpytorch.constraints.GreaterThan(1e-8)
         self.task_mean = torch.nn.Parameter(torch.zeros(T, dtype=torch.float64))
+        self.to(self.device)  # built at the first fit, on the device the model was moved to
 
     @property
     def noise(self) -> torch.Tensor:
@@ -167,7 +166,7 @@ class MultitaskGP(Model):
             )
         task, point = torch.nonzero(obs.mask, as_tuple=True)
         X = torch.stack([obs.x.double()[point], task.double()], 1)
-        return obs, X, obs.y.double()[task, point]
+        return obs, X.to(self.device), obs.y.double()[task, point].to(self.device)
 
     # -- inference -----------------------------------------------------------------------------
     def _method(self, obs: Observations) -> str:
@@ -178,78 +177,6 @@ class MultitaskGP(Model):
             return "kronecker"
         auto_sparse = self.inference == "auto" and obs.n_observed > self.max_exact
         return "sparse" if auto_sparse else "exact"
-
-    def _icm_parts(self, obs: Observations) -> tuple[torch.Tensor, torch.Tensor]:
-        """B (T, T) and K (P, P) of the ICM on the complete grid."""
-        x = obs.x.double()[:, None]
-        B = self.kernel.task_matrices()[0]
-        return B, dense_kernel(self.kernel.latents[0], x, x)
-
-    def _inducing(self, X: torch.Tensor) -> torch.Tensor:
-        """Inducing inputs: ``n_inducing`` times (or every distinct observed time, if fewer)
-        for every task, shape (T * m, 2)."""
-        times = torch.unique(X[:, 0])
-        if times.shape[0] > self.n_inducing:
-            times = torch.linspace(float(times[0]), float(times[-1]), self.n_inducing)
-        times = times.double()
-        T = len(self.tasks)
-        tasks = torch.arange(T, dtype=torch.float64).repeat_interleave(times.shape[0])
-        return torch.stack([times.repeat(T), tasks], 1)
-
-    def _residuals(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Residuals from each observation's task mean, and its task's noise variance."""
-        task = X[:, 1].long()
-        return y - self.task_mean[task], self.noise[task]
-
-    def _bound(self, obs: Observations, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Exact log marginal likelihood, or the sparse bound."""
-        resid, noise = self._residuals(X, y)
-        method = self._method(obs)
-        if method == "kronecker":
-            B, K = self._icm_parts(obs)
-            return kronecker_log_marginal(B, K, self.noise, resid.reshape(B.shape[0], -1))
-        if method == "exact":
-            K = self.kernel(X, X).to_dense() + torch.diag(noise)
-            return dense_gp_log_marginal(K, resid, torch.zeros((), dtype=K.dtype))
-        Z = self._inducing(X)
-        factors = sgpr_factors(self._k(Z, Z), self._k(Z, X), resid, noise)
-        return sgpr_bound(factors, self.kernel(X, X, diag=True), resid, noise)
-
-    def _k(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.kernel(a, b).to_dense()
-
-    def _predict(self, obs: Observations, X: torch.Tensor, y: torch.Tensor, x_new: torch.Tensor):
-        """Latent posterior mean and variance of every task at ``x_new`` (S,), (T, S) each."""
-        T, S = len(self.tasks), x_new.shape[0]
-        resid, noise = self._residuals(X, y)
-        method = self._method(obs)
-        if method == "kronecker":
-            B, K = self._icm_parts(obs)
-            latent, xs = self.kernel.latents[0], x_new.double()[:, None]
-            k_new = dense_kernel(latent, obs.x.double()[:, None], xs)
-            k_diag = latent(xs, xs, diag=True)
-            mean, variance = kronecker_predict(
-                B, K, self.noise, resid.reshape(T, -1), k_new, k_diag
-            )
-            return self.task_mean[:, None] + mean, variance
-        Xs = torch.stack(
-            [x_new.double().repeat(T), torch.arange(T, dtype=torch.float64).repeat_interleave(S)],
-            1,
-        )
-        mean, variance = self._predict_stacked(method, X, resid, noise, Xs)
-        prior = self.task_mean[:, None]
-        return prior + mean.reshape(T, S), variance.reshape(T, S)
-
-    def _predict_stacked(self, method: str, X, resid, noise, Xs):
-        kss = self.kernel(Xs, Xs, diag=True)
-        if method == "exact":
-            K = self._k(X, X) + torch.diag(noise)
-            zero = torch.zeros((), dtype=K.dtype)
-            pred = dense_gp_predict(K, self._k(Xs, X), kss, resid, zero)
-            return pred.mean, pred.variance
-        Z = self._inducing(X)
-        factors = sgpr_factors(self._k(Z, Z), self._k(Z, X), resid, noise)
-        return sgpr_predict(factors, self._k(Z, Xs), kss)
 
     # -- public API ----------------------------------------------------------------------------
     def fit(
@@ -327,7 +254,7 @@ class MultitaskGP(Model):
         T = len(self.tasks)
         X0 = torch.stack([torch.zeros(T, dtype=torch.float64), torch.arange(T).double()], 1)
         with torch.no_grad():
-            cov = self._k(X0, X0).numpy()
+            cov = self._k(X0.to(self.device), X0.to(self.device)).cpu().numpy()
         names = np.asarray(self.tasks)
         return xr.DataArray(
             cov,
@@ -359,6 +286,26 @@ class MultitaskGP(Model):
         (N <= :data:`~workbench.models.multitask_outputs.MAX_JOINT`)."""
         self._require_fit()
         return inference_data(self, da, num_samples, log_likelihood, seed)
+
+    def sample_hyperparameters(self, da: xr.DataArray, **options: Any) -> Any:
+        """Posterior draws of the hyper-parameters by NUTS on the exact marginal likelihood
+        (at most ``max_exact`` observed values) as ArviZ groups; the model is not modified.
+        Options (``priors``, ``fixed``, ``num_samples``, ``warmup_steps``, ``num_chains``,
+        ``seed``, ...), what is sampled, and the groups: see
+        :func:`workbench.models.multitask_nuts.sample_hyperparameters`."""
+        from workbench.models.multitask_nuts import sample_hyperparameters
+
+        return sample_hyperparameters(self, da, **options)
+
+    def averaged_posterior(
+        self, da: xr.DataArray, idata: Any, at: Any = None, **options: Any
+    ) -> xr.Dataset:
+        """:meth:`posterior` averaged over the hyper-parameter draws of ``idata`` (from
+        :meth:`sample_hyperparameters`): mixture mean, law-of-total-variance variance and
+        quantiles (options: :func:`workbench.models.multitask_nuts.averaged_posterior`)."""
+        from workbench.models.multitask_nuts import averaged_posterior
+
+        return averaged_posterior(self, da, idata, at, **options)
 
     def explore(self, data: xr.DataArray, *, fit_steps: int = 10) -> Any:
         """An ipywidgets explorer: pick tasks, hide a time window of one task and watch the

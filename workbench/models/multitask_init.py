@@ -73,7 +73,8 @@ def initialize(model: Any, X: torch.Tensor, y: torch.Tensor) -> None:
     T = len(model.tasks)
     means, count, task = _task_means(X, y, T)
     resid = y - means[task]
-    var = torch.zeros(T, dtype=torch.float64).index_add_(0, task, resid.square()) / count
+    var = torch.zeros(T, dtype=torch.float64, device=y.device)
+    var = var.index_add_(0, task, resid.square()) / count
     var = torch.where(count > 1, var, resid.square().mean()).clamp_min(1e-12)
     span = float(X[:, 0].max() - X[:, 0].min()) or 1.0
     with torch.no_grad():
@@ -88,7 +89,7 @@ def _task_means(X: torch.Tensor, y: torch.Tensor, T: int) -> tuple[torch.Tensor,
     """Every task's mean of ``y`` (NaN where unobserved), count and the values' task index."""
     task = X[:, 1].long()
     count = torch.bincount(task, minlength=T).double()
-    means = torch.zeros(T, dtype=torch.float64).index_add_(0, task, y) / count
+    means = torch.zeros(T, dtype=torch.float64, device=y.device).index_add_(0, task, y) / count
     return means, count, task
 
 

@@ -60,24 +60,26 @@ def inference_data(
         mean, cov = joint_posterior(model, obs, X, y)
         vals, vecs = torch.linalg.eigh(cov)  # tolerates the rank deficiency of smooth GPs
         root = vecs * vals.clamp_min(0.0).sqrt()
-        z = torch.randn(num_samples, mean.shape[0], generator=gen, dtype=mean.dtype)
+        # draws on the CPU generator, then moved: the same numbers on every device
+        z = torch.randn(num_samples, mean.shape[0], generator=gen, dtype=mean.dtype).to(mean)
         f = mean + z @ root.mT  # (S, N)
         var = model.noise[X[:, 1].long()]
-        y_rep = f + var.sqrt() * torch.randn(f.shape, generator=gen, dtype=f.dtype)
+        eps = torch.randn(f.shape, generator=gen, dtype=f.dtype).to(f)
+        y_rep = f + var.sqrt() * eps
     groups: dict[str, dict[str, Any]] = {
-        "posterior": {"f": f.numpy()[None]},
-        "posterior_predictive": {"y": y_rep.numpy()[None]},
-        "observed_data": {"y": y.numpy()},
+        "posterior": {"f": f.cpu().numpy()[None]},
+        "posterior_predictive": {"y": y_rep.cpu().numpy()[None]},
+        "observed_data": {"y": y.cpu().numpy()},
     }
     if log_likelihood:
         ll = -0.5 * ((y - f).square() / var + var.log() + math.log(2 * math.pi))
-        groups["log_likelihood"] = {"y": ll.numpy()[None]}
+        groups["log_likelihood"] = {"y": ll.cpu().numpy()[None]}
     coords = observed_point_coords(da, model.task_dim)
-    idata = samples_to_inference_data(
-        groups, dims={"f": ["obs"], "y": ["obs"]}, coords={"obs": coords["obs"]}
-    )
     extra = {k: v for k, v in coords.items() if k != "obs"}
-    for group in groups:
-        idata[group] = idata[group].assign_coords(extra)
-    idata["observed_data"]["y"].attrs = dict(da.attrs)
-    return idata
+    return samples_to_inference_data(
+        groups,
+        dims={"f": ["obs"], "y": ["obs"]},
+        coords={"obs": coords["obs"]},
+        group_coords=dict.fromkeys(groups, extra),
+        var_attrs={"observed_data": {"y": da.attrs}},
+    )

@@ -126,13 +126,17 @@ def regression_inference_data(
     var_dims = {"f": dims, name: point_dims}
     attrs = make_attrs(type(model).__name__, model.hyperparameters(), draws=num_samples, seed=seed)
     grid = {d: template[d].values for d in dims}  # the latent f is on every position
-    idata = samples_to_inference_data(groups, dims=var_dims, coords=grid, attrs=attrs)
-    for group in groups:
-        if group != "posterior":
-            idata[group] = idata[group].assign_coords(coords)
-    idata["observed_data"][name].attrs = dict(da.attrs)
-    idata["posterior"]["f"].attrs = {"long_name": f"latent function of {name}"}
-    return idata
+    return samples_to_inference_data(
+        groups,
+        dims=var_dims,
+        coords=grid,
+        group_coords={group: coords for group in groups if group != "posterior"},
+        var_attrs={
+            "observed_data": {name: da.attrs},
+            "posterior": {"f": {"long_name": f"latent function of {name}"}},
+        },
+        attrs=attrs,
+    )
 
 
 def _observed_only(groups: dict, mask: np.ndarray) -> dict:

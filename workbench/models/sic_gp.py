@@ -25,6 +25,7 @@ from workbench.linalg.factor import kl_factor, solve_upper, solve_upper_transpos
 from workbench.linalg.ic0 import ic0_robust
 from workbench.models.base import Model
 from workbench.models.divergence import DivergenceGuard, check_finite
+from workbench.models.sic_fit_state import SparseFitStateMixin
 from workbench.models.sic_outputs import SparseOutputsMixin
 from workbench.models.sic_state import (
     OrderedData,
@@ -44,7 +45,7 @@ ADVICE = (
 )
 
 
-class SparseInverseCholeskyGP(SparseOutputsMixin, Model):
+class SparseInverseCholeskyGP(SparseOutputsMixin, SparseFitStateMixin, Model):
     r"""Latent GP :math:`f \sim GP(c, k)`, :math:`y_i \mid f \sim p(y_i \mid f(x_i))`, with
     the double-KL variational approximation of Cao, Kang, Jimenez, Sang, Schäfer and Katzfuss
     (ICML 2023).
@@ -132,7 +133,7 @@ class SparseInverseCholeskyGP(SparseOutputsMixin, Model):
 
     def _resize_inputs(self, state_dict, prefix, *args) -> None:
         if prefix + "x_loc" in state_dict:
-            self.x_loc = torch.empty_like(state_dict[prefix + "x_loc"])
+            self.x_loc = torch.empty_like(state_dict[prefix + "x_loc"], device=self.device)
 
     def _unit(self, X: np.ndarray) -> np.ndarray:
         """Inputs in the unit-box coordinates the kernel works in."""
@@ -232,6 +233,7 @@ class SparseInverseCholeskyGP(SparseOutputsMixin, Model):
 
     def elbo(self, batch_size: int = 1024) -> float:
         """The ELBO summed over every column (in batches)."""
+        self._follow_device()  # fitted (or loaded) before the model moved
         n = self.data.y.shape[0]
         with torch.no_grad():
             batches = torch.arange(n).split(batch_size)
@@ -313,19 +315,6 @@ class SparseInverseCholeskyGP(SparseOutputsMixin, Model):
         self.data = order_data(X, y, lengthscale, self.rho, self.y_loc.device)
         self._ordered_by = lengthscale  # saved: the order is rebuilt from it on load
 
-    def _fit_state(self) -> dict[str, Any]:
-        """The training data, the lengthscales that ordered it, q and the ELBO trace."""
-        if self.data is None:
-            return {}
-        return {"template": self._template, "ordered_by": self._ordered_by, "nu": self.nu,
-                "raw_v": self.raw_v, "elbo_trace": self.elbo_trace}  # fmt: skip
-
-    def _restore_fit_state(self, state: dict[str, Any]) -> None:
-        self._template = state["template"]
-        self._points = spatial_data(self._template, self.inputs)
-        self._order(state["ordered_by"])
-        self.nu, self.raw_v, self.elbo_trace = state["nu"], state["raw_v"], state["elbo_trace"]
-
     def _epoch(self, opt: torch.optim.Optimizer, n: int, batch_size: int, gen) -> None:
         for batch in torch.randperm(n, generator=gen).split(batch_size):
             opt.zero_grad()
@@ -333,15 +322,6 @@ class SparseInverseCholeskyGP(SparseOutputsMixin, Model):
             check_finite(loss.detach(), "the minibatch ELBO")
             loss.backward()
             opt.step()
-
-    def _save_q(self) -> tuple:
-        """q, the ordered data and the lengthscales that ordered them (a fit's rollback)."""
-        q = (self.nu.detach().clone(), self.raw_v.detach().clone())
-        return self.data, getattr(self, "_ordered_by", None), *q
-
-    def _load_q(self, saved: tuple) -> None:
-        self.data, self._ordered_by = saved[:2]
-        self.nu, self.raw_v = (t.clone().requires_grad_(True) for t in saved[2:])
 
     def _initialize(self, X: np.ndarray, y: np.ndarray) -> None:
         with torch.no_grad():
@@ -375,6 +355,7 @@ class SparseInverseCholeskyGP(SparseOutputsMixin, Model):
         """Latent mean and variance (s,) at inputs (s, d): each conditions on its
         ``n_neighbors`` nearest training points (a KL-optimal column placed after the training
         set); variances from solves with V over the union of their ancestor sets."""
+        self._follow_device()  # fitted (or loaded) before the model moved
         data = self.data
         n = data.y.shape[0]
         k = min(self.n_neighbors, n)

@@ -58,17 +58,15 @@ class SparseOutputsMixin:
             groups["log_likelihood"] = {name: point.cpu().numpy()[None]}
         attrs = make_attrs(type(self).__name__, self.hyperparameters(), rho=self.rho,
                            draws=num_samples, seed=seed)  # fmt: skip
-        idata = samples_to_inference_data(
+        along = {k: ("obs", points.X[:, i]) for i, k in enumerate(points.inputs)}
+        return samples_to_inference_data(
             groups,
             dims={"f": ["obs"], name: ["obs"]},
             coords={"obs": np.arange(points.y.shape[0])},
+            group_coords=dict.fromkeys(groups, along),
+            var_attrs={"observed_data": {name: template.attrs}},
             attrs=attrs,
         )
-        along = {k: ("obs", points.X[:, i]) for i, k in enumerate(points.inputs)}
-        for group in groups:
-            idata[group] = idata[group].assign_coords(along)
-        idata["observed_data"][name].attrs = dict(template.attrs)
-        return idata
 
     def posterior(
         self, at: Any = None, *, ci_prob: float = 0.95, observation_noise: bool = False

@@ -51,7 +51,7 @@ def task_grid(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, task_names: 
     N = int(counts.max())
     order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # observed first, in order
     index = order[:, :N]
-    valid = torch.arange(N)[None, :] < counts[:, None]
+    valid = torch.arange(N, device=mask.device)[None, :] < counts[:, None]
     index = torch.where(valid, index, 0)
     values = torch.where(valid, torch.gather(y, 1, index), 0.0)
     return TaskGrid(x, index, valid, values)
@@ -83,8 +83,10 @@ def grid_patterns(grid: TaskGrid) -> tuple[TaskGrid, torch.Tensor, torch.Tensor]
     """
     key = torch.where(grid.valid, grid.index, -1)
     unique, inverse, counts = torch.unique(key, dim=0, return_inverse=True, return_counts=True)
-    first = torch.full((unique.shape[0],), grid.index.shape[0], dtype=torch.long)
-    first.scatter_reduce_(0, inverse, torch.arange(inverse.shape[0]), reduce="amin")
+    device = grid.index.device
+    first = torch.full((unique.shape[0],), grid.index.shape[0], dtype=torch.long, device=device)
+    positions = torch.arange(inverse.shape[0], device=device)
+    first.scatter_reduce_(0, inverse, positions, reduce="amin")
     valid = unique >= 0
     patterns = TaskGrid(grid.x, torch.where(valid, unique, 0), valid, grid.y[first])
     return patterns, inverse, counts

@@ -54,7 +54,7 @@ def pack_trials(x: torch.Tensor, mask: torch.Tensor, trial_names: list) -> Packe
     empty = [str(trial_names[r]) for r in range(R) if not bool(seen[r].any())]
     if empty:
         raise EmptyDataError(f"expected observed bins in every trial, got none in trial(s) {empty}")
-    grid = torch.arange(T)
+    grid = torch.arange(T, device=mask.device)
     first = torch.where(seen, grid, T).amin(1)
     last = torch.where(seen, grid, -1).amax(1)
     inside = (grid >= first[:, None]) & (grid <= last[:, None])

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from workbench.models.rng import forked_rng
 from workbench.progress import progress_bar
 
 __all__ = ["ItemResult", "Task", "fit_one", "run_dask", "run_serial", "single_torch_thread"]
@@ -67,7 +68,7 @@ def single_torch_thread() -> Iterator[None]:
 
 def fit_one(item: xr.DataArray, label: Any, seed: int, task: Task, catch: bool) -> ItemResult:
     """Build, fit and summarise one item's model (runs in the worker)."""
-    with single_torch_thread(), torch.random.fork_rng(devices=[]):
+    with single_torch_thread(), forked_rng():
         torch.manual_seed(seed)
         try:
             model = task.make_model(label) if task.pass_label else task.make_model()

@@ -59,7 +59,7 @@ def site_filter(
 ) -> FilterResult:
     """Sequential torch filter (differentiable by autograd); ``log_marginal`` is sum log c_t."""
     batch, T, S = info.shape[:-2], info.shape[-2], A.shape[-1]
-    index = torch.arange(T - 1) if index is None else index
+    index = torch.arange(T - 1, device=info.device) if index is None else index
     seen = _observed(info, precision)
     m, P = info.new_zeros(*batch, S), Pinf.expand(*batch, S, S)
     eye = torch.eye(H.shape[0], dtype=info.dtype, device=info.device)
@@ -149,7 +149,7 @@ def site_smoother(
     Same arguments as :func:`site_filter`; O(T S³) work.
     """
     T = info.shape[-2]
-    index = torch.arange(T - 1) if index is None else index
+    index = torch.arange(T - 1, device=info.device) if index is None else index
     with torch.no_grad():
         if _compiled is not None and compiled_available(A, Q, info, precision):
             filtered = _compiled_filter(A, Q, H, info, precision, Pinf, index)

@@ -14,6 +14,8 @@ import gpytorch
 import numpy as np
 import torch
 
+from workbench.models.rng import forked_rng
+
 __all__ = ["fit_svgp", "fit_vnngp", "gaussian_scores"]
 
 
@@ -98,7 +100,7 @@ def fit_svgp(X, y, n_inducing: int = 500, epochs: int = 10, lr: float = 0.01, se
 
     Inducing points, initial values and minibatches are drawn from torch's RNG seeded with
     ``seed`` inside a fork: the caller's global RNG state is left as it was."""
-    with torch.random.fork_rng(devices=[]):
+    with forked_rng():
         torch.manual_seed(seed)
         data = _Scaled(X, y)
         model = _SVGP(data.X[torch.randperm(len(data.X))[:n_inducing]].clone()).double()
@@ -113,7 +115,7 @@ def fit_svgp(X, y, n_inducing: int = 500, epochs: int = 10, lr: float = 0.01, se
 def fit_vnngp(X, y, k: int = 32, epochs: int = 10, lr: float = 0.01, seed: int = 0):
     """Fit VNNGP (every training input an inducing point, k neighbours); as :func:`fit_svgp`
     (seeded the same way, the caller's RNG untouched)."""
-    with torch.random.fork_rng(devices=[]):
+    with forked_rng():
         torch.manual_seed(seed)
         data = _Scaled(X, y)
         model = _VNNGP(data.X.clone(), k=k, batch=256).double()
