@@ -49,3 +49,30 @@ def test_model_stays_on_the_emulated_device(name, flow):
                 left_on_cpu = _untagged_state(model, case.fit_tensors(model))
     assert not mode.hits, "device mixing on the emulated GPU:\n" + virtual_cuda.report(mode)
     assert not left_on_cpu, f"expected every tensor on the device after a fit, got {left_on_cpu}"
+
+
+NUTS_OPTIONS = {
+    "num_samples": 2,
+    "warmup_steps": 2,
+    "num_chains": 1,
+    "max_tree_depth": 2,
+    "progress": False,
+}
+
+
+@pytest.mark.parametrize("name", ["MarkovGP", "MultitaskGP_exact"])
+def test_hyperparameter_nuts_on_the_emulated_device(name):
+    # NUTS itself runs on the CPU; each likelihood evaluation, the replicates and the
+    # averaged posterior run where the model lives
+    case = CASES[name]
+    data = case.data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = case.fit(case.make(), data)
+        fixed = [n for n in ("mean", "mean_slope") if n in model.hyperparameters()]
+        mode = virtual_cuda.Mode()
+        with mode:
+            model.to(virtual_cuda.VCUDA)
+            idata = model.sample_hyperparameters(data, fixed=fixed, **NUTS_OPTIONS)
+            model.averaged_posterior(data, idata)
+    assert not mode.hits, "device mixing on the emulated GPU:\n" + virtual_cuda.report(mode)

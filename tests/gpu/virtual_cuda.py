@@ -103,7 +103,7 @@ class Mode(TorchFunctionMode):
     def __init__(self):
         super().__init__()
         self.hits = collections.OrderedDict()
-        self._module_to = None
+        self._module_to = self._copy_parameter = None
 
     def __enter__(self):
         original = self._module_to = torch.nn.Module.to
@@ -115,10 +115,21 @@ class Mode(TorchFunctionMode):
             return out
 
         torch.nn.Module.to = to
+        # Parameter.__deepcopy__ builds a new Parameter outside torch functions: keep its device
+        copy_parameter = self._copy_parameter = torch.nn.Parameter.__deepcopy__
+
+        def deepcopy(parameter, memo):
+            out = copy_parameter(parameter, memo)
+            if tagged(parameter):
+                out._vdev = True
+            return out
+
+        torch.nn.Parameter.__deepcopy__ = deepcopy
         return super().__enter__()
 
     def __exit__(self, *exc):
         torch.nn.Module.to = self._module_to
+        torch.nn.Parameter.__deepcopy__ = self._copy_parameter
         return super().__exit__(*exc)
 
     def record(self, kind: str, func) -> None:
@@ -179,6 +190,11 @@ class Mode(TorchFunctionMode):
                     out = out.view_as(out) if out.dim() else out.clone()
                 untag(out)
             elif tagged(args[0]):
+                tag(out)
+            return out
+        if name == "__deepcopy__":  # a copy stays on its device
+            out = func(*args, **kwargs)
+            if tagged(args[0]):
                 tag(out)
             return out
         if func is T.copy_:

@@ -340,3 +340,31 @@ def test_bad_models_raise(fitted):
         small.sample_hyperparameters(_data(), **_bad())
     with pytest.raises(ValueError, match="hyper-parameters"):
         fitted.averaged_posterior(_data(), xr.Dataset({"f": (("chain", "draw"), np.zeros((1, 2)))}))
+
+
+def test_a_singular_proposal_is_a_divergence_not_a_crash():
+    # near-zero coregionalisation diagonals and a 4e-5 noise after a 2-step fit: some warm-up
+    # proposals make K + noise numerically singular; they used to raise LinAlgError from NUTS
+    rng = np.random.default_rng(2)
+    t = np.linspace(0.0, 6.0, 8)
+    y = np.array([0.0, 3.0, 0.0])[:, None] + np.sin(t)[None] + 0.1 * rng.standard_normal((3, 8))
+    y[1, 6:] = np.nan
+    da = xr.DataArray(y, dims=("task", "time"), coords={"task": ["a", "b", "c"], "time": t})
+    torch.manual_seed(0)
+    model = wb.MultitaskGP(n_latents=2, inference="exact", seed=4).fit(da, steps=2, **QUIET)
+    idata = model.sample_hyperparameters(da, num_samples=5, warmup_steps=5, num_chains=1, **QUIET)
+    assert np.isfinite(_group(idata, "sample_stats")["lp"].values).all()
+
+
+def test_potential_of_a_singular_proposal_is_nan_with_zero_gradient():
+    from workbench.models.hyper_sampler import _potential
+
+    class Singular:
+        def evaluate(self, values):
+            raise torch.linalg.LinAlgError("not positive definite")
+
+    potential, _ = _potential(Singular(), {"noise": dist.LogNormal(0.0, 1.0)})
+    z = {"noise": torch.tensor(0.3, dtype=torch.float64, requires_grad=True)}
+    energy = potential(z)
+    (grad,) = torch.autograd.grad(energy, [z["noise"]])
+    assert math.isnan(float(energy)) and float(grad) == 0.0

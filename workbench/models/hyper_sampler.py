@@ -111,7 +111,13 @@ def _potential(target: _LogMarginal, priors: dict[str, Any]) -> Any:
             values[name] = theta = bijections[name](z[name])
             log_joint = log_joint + prior.log_prob(theta).sum()
             log_joint = log_joint + bijections[name].log_abs_det_jacobian(z[name], theta).sum()
-        return -(log_joint + target.evaluate(values))
+        try:  # NUTS runs on the CPU; the likelihood on the model's device
+            log_likelihood = target.evaluate(values).cpu()
+        except torch.linalg.LinAlgError:
+            # a proposal with a numerically singular covariance: NaN energy with zero gradient,
+            # which NUTS rejects as a divergence (Pyro's own rule for singular matrices)
+            return sum((v * 0.0).sum() for v in z.values()) + math.nan
+        return -(log_joint + log_likelihood)
 
     return potential, bijections
 
@@ -281,7 +287,7 @@ def posterior_group(
             extra = tuple(f"{name}_dim_{i}" for i in range(values.ndim - 2))
         labels = {d: (coords or {})[d] for d in extra if d in (coords or {})}
         out[name] = xr.DataArray(
-            values.numpy(),
+            values.cpu().numpy(),
             dims=("chain", "draw", *extra),
             coords=labels,
             attrs={"prior": describe(priors[name])},
