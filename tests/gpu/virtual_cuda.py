@@ -111,6 +111,9 @@ class Mode(TorchFunctionMode):
         def to(module, *args, **kwargs):
             out = original(module, *args, **kwargs)
             if any(isinstance(a, VDev) or tagged(a) for a in (*args, *kwargs.values())):
+                # Module.to parses the device to a plain "cpu": convert again with the emulated
+                # one, so that models' own _apply hooks move their extra state too
+                out._apply(lambda t: t.to(VCUDA))
                 tag_module(out)
             return out
 
@@ -197,6 +200,8 @@ class Mode(TorchFunctionMode):
             if tagged(args[0]):
                 tag(out)
             return out
+        if name in ("_has_compatible_shallow_copy_type", "__set__"):
+            return func(*args, **kwargs)  # Module._apply swapping a tensor's data: a move
         if func is T.copy_:
             return func(*args, **kwargs)  # cross-device copies are fine
         if func in FACTORIES or name in NEW:

@@ -13,6 +13,7 @@ __all__ = [
     "GROUPS",
     "arviz_major",
     "check_num_samples",
+    "import_arviz",
     "observed_point_coords",
     "pointwise_layout",
     "samples_to_datatree",
@@ -107,17 +108,20 @@ def to_arviz(tree: xr.DataTree) -> Any:
     an ``InferenceData`` for 0.x)."""
     if arviz_major() >= 1:
         return tree
-    import arviz as az
+    return import_arviz().InferenceData.from_datatree(tree)
 
-    return az.InferenceData.from_datatree(tree)
+
+def import_arviz() -> Any:
+    """The ``arviz`` module (imported on first use: it is slow to import)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # arviz 0.23 warns about its refactor
+        import arviz as az
+    return az
 
 
 def arviz_major() -> int:
     """Major version of the installed ArviZ (0 for the 0.23 line, 1 for the DataTree line)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # arviz 0.23 warns about its refactor
-        import arviz as az
-    return int(az.__version__.split(".")[0])
+    return int(import_arviz().__version__.split(".")[0])
 
 
 def _check_sample_sizes(group: str, data_vars: Mapping[str, xr.DataArray]) -> None:

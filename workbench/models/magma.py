@@ -139,13 +139,10 @@ class MagmaClust(MagmaResults, Model):
         self.n_tasks = n_tasks
         per_task = n_tasks if self.hypothesis[2] == "i" else None
         shape = (n_tasks,) if per_task else ()
-        new = torch.nn.Module()  # made at the first fit: moved to the model's device
-        new.task_kernel = batched_kernel(self._templates[1], per_task)
-        new.raw_noise = torch.nn.Parameter(torch.zeros(shape, dtype=torch.float64))
-        new.raw_noise_constraint = gpytorch.constraints.GreaterThan(NOISE_FLOOR)
-        new.to(self.device)
-        self.task_kernel, self.raw_noise = new.task_kernel, new.raw_noise
-        self.raw_noise_constraint = new.raw_noise_constraint
+        self.task_kernel = batched_kernel(self._templates[1], per_task)
+        self.raw_noise = torch.nn.Parameter(torch.zeros(shape, dtype=torch.float64))
+        self.raw_noise_constraint = gpytorch.constraints.GreaterThan(NOISE_FLOOR)
+        self.to(self.device)  # built at the first fit, on the device the model was moved to
 
     @property
     def noise(self) -> torch.Tensor:
@@ -175,13 +172,13 @@ class MagmaClust(MagmaResults, Model):
     # -- data ----------------------------------------------------------------------------------
     def _grid(self, da: xr.DataArray) -> tuple[TaskGrid, Any]:
         obs = from_dataarray(da, "time", time_unit=self.time_unit, axis=self.axis)
+        obs = obs.to(self.device)  # the data where the model lives (xarray is on the CPU)
         if obs.batch_dims != (self.task_dim,):
             raise DimensionError(f"expected dims ({self.task_dim!r}, 'time'), got {tuple(da.dims)}")
         if self.axis is None:
             self.axis = obs.axis
         names = list(da[self.task_dim].values)
-        x, y, mask = (v.to(self.device) for v in (obs.x.double(), obs.y.double(), obs.mask))
-        return task_grid(x, y, mask, names), obs  # built on the CPU from xarray: moved
+        return task_grid(obs.x.double(), obs.y.double(), obs.mask, names), obs
 
     # -- pieces of the model on a grid ---------------------------------------------------------
     def _prior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -83,13 +83,14 @@ class MagmaResults:
     # -- new tasks -----------------------------------------------------------------------------
     def _new_task(self, new: xr.DataArray, at: Any) -> tuple[ClusterPrediction, Any, Any]:
         obs = from_dataarray(new, "time", time_unit=self.time_unit, axis=self.axis)
+        obs = obs.to(self.device)  # the new task comes from xarray on the CPU
         if obs.batch_dims:
             raise DimensionError(f"expected a 1-D new task along 'time', got dims {new.dims}")
         x_new, coords = resolve_at(obs, at)
         coords = new["time"].values if coords is None else coords
-        device = self.device  # the new task comes from xarray on the CPU
-        x_obs, y_obs = (v[obs.mask].double().to(device) for v in (obs.x, obs.y))
-        z, where = torch.unique(torch.cat([x_obs, x_new.double().to(device)]), return_inverse=True)
+        x_obs, y_obs = obs.x[obs.mask].double(), obs.y[obs.mask].double()
+        x_new = x_new.double().to(obs.x.device)
+        z, where = torch.unique(torch.cat([x_obs, x_new]), return_inverse=True)
         n = x_obs.shape[0]
         post = self._posterior_at(z)
         kernel, noise = self._new_task_kernel(post, where[:n], y_obs, z)

@@ -164,9 +164,10 @@ class MultitaskGP(MultitaskInference, Model):
             raise DimensionError(
                 f"expected the fitted tasks {self.tasks} along {self.task_dim!r}, got {names}"
             )
+        obs = obs.to(self.device)  # the data where the model lives (xarray is on the CPU)
         task, point = torch.nonzero(obs.mask, as_tuple=True)
         X = torch.stack([obs.x.double()[point], task.double()], 1)
-        return obs, X.to(self.device), obs.y.double()[task, point].to(self.device)
+        return obs, X, obs.y.double()[task, point]
 
     # -- inference -----------------------------------------------------------------------------
     def _method(self, obs: Observations) -> str:

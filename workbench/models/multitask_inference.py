@@ -16,11 +16,12 @@ __all__ = ["MultitaskInference"]
 class MultitaskInference:
     """Mixin of :class:`~workbench.models.MultitaskGP` (needs ``kernel``, ``tasks``,
     ``task_mean``, ``noise``, ``n_inducing``, ``_method`` and ``device``). ``X`` (N, 2) stacks
-    (time, task index) of the N observed values ``y`` (N,), on the model's device."""
+    (time, task index) of the N observed values ``y`` (N,); both, and ``obs``, are on the
+    model's device."""
 
     def _icm_parts(self, obs: Observations) -> tuple[torch.Tensor, torch.Tensor]:
         """B (T, T) and K (P, P) of the ICM on the complete grid."""
-        x = obs.x.double()[:, None].to(self.device)
+        x = obs.x.double()[:, None]
         B = self.kernel.task_matrices()[0]
         return B, dense_kernel(self.kernel.latents[0], x, x)
 
@@ -68,7 +69,7 @@ class MultitaskInference:
         if method == "kronecker":
             B, K = self._icm_parts(obs)
             latent, xs = self.kernel.latents[0], x_new.double()[:, None].to(X.device)
-            k_new = dense_kernel(latent, obs.x.double()[:, None].to(X.device), xs)
+            k_new = dense_kernel(latent, obs.x.double()[:, None], xs)
             k_diag = latent(xs, xs, diag=True)
             mean, variance = kronecker_predict(
                 B, K, self.noise, resid.reshape(T, -1), k_new, k_diag

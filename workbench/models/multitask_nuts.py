@@ -146,7 +146,7 @@ def _draw_outputs(model: Any, data: tuple, g: torch.Generator) -> tuple:
     out = []
     for values in (terms, y_rep):
         grid = torch.full(obs.mask.shape, torch.nan, dtype=values.dtype, device=values.device)
-        grid[obs.mask.to(values.device)] = values  # boolean indexing is task-major, as stacked
+        grid[obs.mask] = values  # boolean indexing is task-major, as the stacking
         out.append(grid)
     return tuple(out)
 

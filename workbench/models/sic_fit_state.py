@@ -22,8 +22,8 @@ class SparseFitStateMixin:
     They are plain tensors, not parameters or buffers: they are sized by the data, and saved
     models keep them as fit state (see :meth:`_fit_state`) so that the state dict stays the
     hyper-parameters'. ``.to()``, ``.double()`` and the like move them with the module
-    (:meth:`_apply`), and the entry points call :meth:`_follow_device`, so that state set
-    outside a move (a load, a rollback) joins the model's device too.
+    (:meth:`_apply`); state restored from a file joins the model's device
+    (:meth:`_follow_device`).
     """
 
     def _fit_state(self) -> dict[str, Any]:

@@ -233,7 +233,6 @@ class SparseInverseCholeskyGP(SparseOutputsMixin, SparseFitStateMixin, Model):
 
     def elbo(self, batch_size: int = 1024) -> float:
         """The ELBO summed over every column (in batches)."""
-        self._follow_device()  # fitted (or loaded) before the model moved
         n = self.data.y.shape[0]
         with torch.no_grad():
             batches = torch.arange(n).split(batch_size)
@@ -355,7 +354,6 @@ class SparseInverseCholeskyGP(SparseOutputsMixin, SparseFitStateMixin, Model):
         """Latent mean and variance (s,) at inputs (s, d): each conditions on its
         ``n_neighbors`` nearest training points (a KL-optimal column placed after the training
         set); variances from solves with V over the union of their ancestor sets."""
-        self._follow_device()  # fitted (or loaded) before the model moved
         data = self.data
         n = data.y.shape[0]
         k = min(self.n_neighbors, n)

@@ -15,16 +15,9 @@ from typing import Any
 
 import xarray as xr
 
-from workbench.io.arviz import arviz_major
+from workbench.io.arviz import arviz_major, import_arviz
 
 __all__ = ["LooResult", "group_names", "loo", "plot_ppc", "summary"]
-
-
-def _arviz() -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        import arviz as az
-    return az
 
 
 def group_names(idata: Any) -> set[str]:
@@ -36,7 +29,7 @@ def group_names(idata: Any) -> set[str]:
 
 def summary(idata: Any, **kwargs: Any) -> Any:
     """``az.summary`` (a pandas DataFrame in both lines)."""
-    return _arviz().summary(idata, **kwargs)
+    return import_arviz().summary(idata, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -63,7 +56,7 @@ class LooResult:
 
 def loo(idata: Any, *, var_name: str | None = None, pointwise: bool = False) -> LooResult:
     """``az.loo``; Pareto-k warnings are silenced (small test problems trigger them)."""
-    az = _arviz()
+    az = import_arviz()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         result = az.loo(idata, var_name=var_name, pointwise=True)
@@ -77,7 +70,7 @@ def loo(idata: Any, *, var_name: str | None = None, pointwise: bool = False) -> 
 def plot_ppc(idata: Any, *, var_names: Sequence[str] | None = None, num_samples: int = 10) -> Any:
     """The posterior-predictive density plot (``plot_ppc`` in 0.x, ``plot_ppc_dist`` in 1.x)
     with matplotlib; returns what ArviZ returns (axes, or a plot collection)."""
-    az = _arviz()
+    az = import_arviz()
     names = list(var_names) if var_names is not None else None
     if arviz_major() >= 1:
         return az.plot_ppc_dist(idata, var_names=names, num_samples=num_samples)
